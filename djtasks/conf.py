@@ -1,0 +1,300 @@
+"""The settings table, and how DJTASKS and the environment become one Settings (pure layer).
+
+Every key is Celery's setting name in lower case. Each is declared once here with its type
+and default; a key that is not in the table is an error, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import environ
+from django.utils.module_loading import import_string
+
+from djtasks.exceptions import ImproperlyConfigured
+
+ENV_PREFIX = "DJTASKS_"
+CENSORED = "********"
+_SECRET_KEY_RE = re.compile(r"secret|password|passwd|token|api_?key|credential", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str
+    type: type | tuple[type, ...]
+    default: Any
+    help: str
+    env: str = "str"  # which django-environ reader parses DJTASKS_<KEY>
+    nullable: bool = False
+
+
+_OPTIONS = (
+    Option("broker_url", str, "django://", "kombu URL of the broker; django:// is the project's database"),
+    Option("broker_connection_timeout", (int, float), 4.0, "seconds to wait for a broker connection",
+           "float"),
+    Option("broker_pool_limit", int, 10, "connections kept in the producer pool", "int"),
+    Option("broker_transport_options", dict, {}, "options passed to the kombu transport", "json"),
+    Option("result_backend", str, "django-db", "where results are stored: django-db[://alias]"),
+    Option("task_serializer", str, "json", "serializer of outgoing task messages"),
+    Option("accept_content", list, ["json"], "content types the worker accepts", "list"),
+    Option("task_default_queue", str, "celery", "queue of a task that no route names"),
+    Option("task_default_exchange", str, None, "exchange of the default queue (its name)", nullable=True),
+    Option("task_default_routing_key", str, None, "routing key of the default queue (its name)",
+           nullable=True),
+    Option("task_default_priority", int, None, "priority 0-9 of messages that set none", "int",
+           nullable=True),
+    Option("task_routes", (dict, list, tuple, str), None, "routes: dict, list of pairs, or callables",
+           "json", nullable=True),
+    Option("task_create_missing_queues", bool, True, "declare a routed queue the first time it is used",
+           "bool"),
+    Option("task_acks_late", bool, False, "acknowledge after the task ran instead of before", "bool"),
+    Option("task_track_started", bool, False, "store STARTED when a worker begins a task", "bool"),
+    Option("task_ignore_result", bool, False, "store no result unless a task asks for it", "bool"),
+    Option("task_publish_retry", bool, True, "retry publishing when the broker is unreachable", "bool"),
+    Option("task_publish_retry_policy", dict,
+           {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
+           "max_retries, interval_start, interval_step, interval_max of publish retries", "json"),
+    Option("revoke_expires", (int, float), 86400.0,
+           "seconds a revoked id is kept; a message of that task arriving later will run",
+           "float"),
+    Option("control_exchange", str, "celery",
+           "name of the remote-control mailbox (exchange <name>.pidbox); Celery's default, so "
+           "celery inspect/control reach djtasks workers"),
+    Option("control_queue_ttl", (int, float), 300.0,
+           "seconds a control command or reply may wait in its queue (AMQP)", "float"),
+    Option("control_queue_expires", (int, float), 10.0,
+           "seconds an unused control or reply queue outlives its consumer (AMQP)", "float"),
+    Option("task_max_deliveries", int, 5,
+           "acks_late: a message started this many times is not run again: it fails and is kept "
+           "as a dead letter (its execution keeps killing the worker); None: no limit", "int",
+           nullable=True),
+    Option("result_expires", (int, float), 86400.0,
+           "seconds results are kept; the daily djtasks.backend_cleanup task deletes older ones "
+           "(None or 0: kept for ever, and the task is not scheduled)", "float", nullable=True),
+    Option("result_extended", bool, False,
+           "also store each task's arguments as JSON (AsyncResult.args and .kwargs); the "
+           "name, worker, queue and argument reprs are always stored", "bool"),
+    Option("task_always_eager", bool, False, "run tasks inline when called, never publish", "bool"),
+    Option("task_eager_propagates", bool, False, "re-raise a failing eager task's exception", "bool"),
+    Option("worker_concurrency", int, None, "pool size; default: the number of CPUs", "int",
+           nullable=True),
+    Option("worker_pool", str, "prefork", "prefork, threads or solo"),
+    Option("worker_prefetch_multiplier", int, 4, "messages reserved per pool slot", "int"),
+    Option("worker_max_tasks_per_child", int, None,
+           "prefork: replace a pool process after it ran this many tasks", "int", nullable=True),
+    Option("worker_max_memory_per_child", int, None,
+           "prefork: replace a pool process whose resident memory passes this many KiB after a "
+           "task", "int", nullable=True),
+    Option("task_time_limit", (int, float), None,
+           "hard time limit in seconds: the task's process is killed (prefork)", "float",
+           nullable=True),
+    Option("task_soft_time_limit", (int, float), None,
+           "soft time limit in seconds: SoftTimeLimitExceeded is raised inside the task", "float",
+           nullable=True),
+    Option("task_reject_on_worker_lost", bool, False,
+           "acks_late: requeue, not fail, a task whose process died", "bool"),
+    Option("task_acks_on_failure_or_timeout", bool, True,
+           "acks_late: acknowledge a failed or timed-out task (False: reject it, a timed-out one "
+           "back to its queue)", "bool"),
+    Option("timezone", str, "UTC", "time zone of crontab schedules and of displayed times"),
+    Option("task_annotations", object, None,
+           "task options set from settings: a dict by task name, '*' or a glob pattern, a "
+           "callable or object with annotate(task), a dotted path to one, or a list of those",
+           "json", nullable=True),
+    Option("beat_schedule", dict, {}, "periodic tasks: name -> {task, schedule, args, kwargs, options}",
+           "json"),
+    Option("beat_scheduler", str, "djtasks.beat.scheduler.DatabaseScheduler",
+           "dotted path of the scheduler class runbeat uses"),
+    Option("beat_max_loop_interval", (int, float), 5.0,
+           "longest sleep of beat between two looks at the schedule (database changes show "
+           "within it)", "float"),
+    Option("beat_lease_timeout", (int, float), 15.0,
+           "seconds a beat's leadership lasts unless renewed; a dead leader is replaced after it",
+           "float"),
+    Option("enable_utc", bool, True, "message times are in UTC", "bool"),
+)
+OPTIONS: Mapping[str, Option] = MappingProxyType({o.key: o for o in _OPTIONS})
+
+
+class Settings(Mapping[str, Any]):
+    """One resolved configuration: defaults, overridden by DJTASKS, overridden by the environment."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = MappingProxyType(dict(values))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_"):  # copy and pickle probe for these before __init__ ran
+            raise AttributeError(key)
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(unknown_key_message(key)) from None
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __reduce__(self) -> tuple:
+        return (Settings, (dict(self._values),))
+
+    def using(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied (and checked like any other value)."""
+        return Settings({**self._values, **validate(changes)})
+
+    def censored(self) -> dict[str, Any]:
+        """Return the settings as a dict that is safe to print or log."""
+        return {key: censor(key, value) for key, value in self._values.items()}
+
+
+def load(configured: Mapping[str, Any] | None, environ_: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from a DJTASKS dict and the environment (``DJTASKS_<KEY>``)."""
+    if configured is None:
+        configured = {}
+    if not isinstance(configured, Mapping):
+        raise ImproperlyConfigured(
+            f"DJTASKS must be a dict of settings, got {type(configured).__name__}"
+        )
+    # Copies: a caller mutating its settings must not change the table for every later App.
+    values = {key: copy.deepcopy(option.default) for key, option in OPTIONS.items()}
+    values.update(validate(configured))
+    values.update(read_environment(os.environ if environ_ is None else environ_))
+    return Settings(values)
+
+
+def validate(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check each key is known and each value has its declared type."""
+    checked = {}
+    for key, value in values.items():
+        option = OPTIONS.get(key)
+        if option is None:
+            raise ImproperlyConfigured(unknown_key_message(key))
+        if value is None and option.nullable:
+            checked[key] = None
+            continue
+        if isinstance(value, bool) and option.type in (int, float, (int, float)):
+            raise ImproperlyConfigured(f"DJTASKS[{key!r}]: expected a number, got {value!r}")
+        if option.type is list and isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, option.type) and not _callable_route(option, value):
+            raise ImproperlyConfigured(
+                f"DJTASKS[{key!r}]: expected {_type_name(option.type)}, got "
+                f"{type(value).__name__} {censor(key, value)!r}"
+            )
+        checked[key] = value
+    return checked
+
+
+def read_environment(environ_: Mapping[str, str]) -> dict[str, Any]:
+    """Read ``DJTASKS_<KEY>`` variables, typed by the table through django-environ."""
+    reader = environ.Env()
+    reader.ENVIRON = environ_
+    found = {}
+    for name in environ_:
+        if not name.startswith(ENV_PREFIX):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        option = OPTIONS.get(key)
+        if option is None:
+            # Other DJTASKS_* variables (test switches, say) are not settings; only a near
+            # miss of a real key is worth stopping for, since it is almost surely a typo.
+            if difflib.get_close_matches(key, OPTIONS, n=1, cutoff=0.85):
+                raise ImproperlyConfigured(f"environment variable {name}: " + unknown_key_message(key))
+            continue
+        found[key] = _parse_environment_value(reader, option, name, environ_[name])
+    return validate(found)
+
+
+_BOOL_WORDS = frozenset({"true", "false", "1", "0", "yes", "no", "on", "off", "y", "n"})
+
+
+def _parse_environment_value(reader: environ.Env, option: Option, name: str, raw: str) -> Any:
+    if option.env == "bool" and raw.strip().lower() not in _BOOL_WORDS:
+        # django-environ reads any unknown word as False; a typo must not silently disable.
+        raise ImproperlyConfigured(f"environment variable {name}: expected a boolean, got {raw!r}")
+    parse: Callable[..., Any] = getattr(reader, option.env)
+    try:
+        value = parse(name)
+    except (ValueError, TypeError) as exc:
+        # JSON values may hold credentials: describe the problem, never echo the value.
+        shown = "invalid JSON" if option.env == "json" else repr(censor(option.key, raw))
+        raise ImproperlyConfigured(
+            f"environment variable {name}: expected {_type_name(option.type)}, got {shown}"
+        ) from exc
+    if option.env == "list":
+        value = [item.strip() for item in value if item.strip()]
+    return value
+
+
+def unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, OPTIONS, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown djtasks setting {key!r}{hint}"
+
+
+def censor(key: str, value: Any) -> Any:
+    """Hide secrets: values of secret-named keys, and passwords inside URLs."""
+    if _SECRET_KEY_RE.search(key):
+        return CENSORED if value else value
+    if isinstance(value, str) and "://" in value:
+        return censor_url(value)
+    if isinstance(value, Mapping):
+        return {k: censor(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(censor(key, item) for item in value)
+    return value
+
+
+_PASSWORD_IN_URL_RE = re.compile(r"(://[^:/@;]*:)[^@;]*@")
+
+
+def censor_url(url: str) -> str:
+    """Replace the password of ``scheme://user:password@host`` with asterisks.
+
+    kombu's failover form ``amqp://u:a@h1;amqp://u:b@h2`` has one password per part.
+    """
+    if ";" in url:
+        return ";".join(censor_url(part) for part in url.split(";"))
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _PASSWORD_IN_URL_RE.sub(rf"\1{CENSORED}@", url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{CENSORED}@{netloc}"))
+
+
+def _callable_route(option: Option, value: Any) -> bool:
+    # task_routes may be a single router callable, as in Celery.
+    return option.key == "task_routes" and callable(value)
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    if isinstance(expected, tuple):
+        return " or ".join(t.__name__ for t in expected)
+    return expected.__name__
+
+
+def import_class(path: str, base: type, setting: str) -> type:
+    """Import the class a setting names by dotted path; it must subclass ``base``."""
+    try:
+        found = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"{setting}: cannot import {path!r}: {exc}") from exc
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise ImproperlyConfigured(f"{setting}: expected a {base.__name__} subclass, got {found!r}")
+    return found

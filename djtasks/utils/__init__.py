@@ -1,0 +1,1 @@
+"""Helpers with Celery's module names that users import (pure layer): ``djtasks.utils.log``."""
