@@ -1,0 +1,1 @@
+"""The ``django://`` kombu transport: channel, lease-based QoS and wake-up (storage layer)."""

@@ -1,0 +1,249 @@
+"""The django:// channel: publish, lease and ack QueueMessage rows (storage layer)."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from datetime import timedelta
+from queue import Empty
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections
+from django.utils import timezone
+from kombu.transport import virtual
+from kombu.utils.json import dumps, loads
+
+from djtasks import protocol
+from djtasks.transport.bindings import DurableBindings
+from djtasks.transport.lease import LeaseQoS, Renewer
+from djtasks.transport.statements import (
+    DELIVERY_COUNT,
+    ID,
+    PAYLOAD,
+    PRIORITY,
+    build,
+    fetch_delete_params,
+    fetch_params,
+)
+from djtasks.transport.wakeup import notify_channel
+
+if TYPE_CHECKING:
+    from djtasks.transport.django import Transport
+
+Row = tuple[int, str, int, int]
+
+
+class Channel(DurableBindings, virtual.Channel):
+    """A kombu virtual channel over ``QueueMessage`` rows.
+
+    Rows are leased in batches into a per-queue buffer and handed out one per
+    ``_get``; every leased row (buffered or delivered) is renewed until it is acked,
+    rejected or given back. Database work goes through ``connections[alias]`` of the
+    calling thread, so an ack from another thread uses that thread's connection.
+    """
+
+    QoS = LeaseQoS
+
+    def __init__(self, connection: Transport, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        self.alias = connection.alias
+        self.visibility_timeout = connection.visibility_timeout
+        self.fetch_limit = connection.fetch_limit
+        self._lease = timedelta(seconds=self.visibility_timeout)
+        self._notify = connection.notify
+        self._sql = build(connections[self.alias])
+        self._buffer: dict[str, deque[Row]] = {}
+        self._leased: set[int] = set()
+        # Held across a renewal, so a requeue cannot be overwritten by a renewal that
+        # read the row id before the requeue removed it.
+        self._lease_lock = threading.Lock()
+        self._no_ack_queues: set[str] = set()
+        self._renewer: Renewer | None = None
+
+    # -- publish ---------------------------------------------------------------------
+
+    def _put(self, queue: str, message: dict, **kwargs: Any) -> None:
+        connection = connections[self.alias]
+        # A task message due later (its eta, or an expiry before it) is stored invisible
+        # until then: the row's visibility keeps it from every consumer without one of them
+        # holding it for the wait, so the channel asks the protocol module when it is due.
+        # created_at moves with it, so a requeue puts it back to that time and no earlier.
+        now = timezone.now()
+        due = protocol.due_time(message.get("headers"))
+        shown = connection.ops.adapt_datetimefield_value(now if due is None else max(now, due))
+        params = [queue, dumps(message), self._get_message_priority(message), shown, shown]
+        statement = self._sql.insert
+        if self._notify:
+            statement = self._sql.insert_notify
+            params.append(notify_channel(queue))
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+
+    # -- consume ---------------------------------------------------------------------
+
+    def _get(self, queue: str, timeout: float | None = None) -> dict:
+        buffered = self._buffer.get(queue)
+        if not buffered:
+            no_ack = queue in self._no_ack_queues
+            buffered = self._fetch(queue, 1 if no_ack else self._fetch_size(), no_ack)
+        return self._to_message(buffered.popleft())
+
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
+        """Take one message now, or return None; leases one row, not a batch."""
+        buffered = self._buffer.get(queue)
+        try:
+            row = buffered.popleft() if buffered else self._fetch(queue, 1, no_ack).popleft()
+        except Empty:
+            return None
+        message = self.Message(self._to_message(row), channel=self)
+        if no_ack and buffered:
+            self._finish(row[ID], requeue=False)
+        elif not no_ack:
+            self.qos.append(message, message.delivery_tag)
+        return message
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        # Nobody acks a no-ack delivery, so such a queue's rows are deleted as taken.
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        else:
+            self._no_ack_queues.discard(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def basic_cancel(self, consumer_tag: str) -> None:
+        queue = self._tag_to_queue.get(consumer_tag)
+        super().basic_cancel(consumer_tag)
+        if queue is not None and queue not in self._active_queues:
+            self._no_ack_queues.discard(queue)
+            self._release_buffered([queue])
+
+    def _fetch_size(self) -> int:
+        estimate = self.qos.can_consume_max_estimate()  # None: no prefetch limit
+        size = self.fetch_limit if estimate is None else min(estimate, self.fetch_limit)
+        return max(size - sum(len(rows) for rows in self._buffer.values()), 1)
+
+    def _fetch(self, queue: str, limit: int, no_ack: bool) -> deque[Row]:
+        """Lease (or, for no-ack, delete) up to ``limit`` ready rows in one statement."""
+        connection = connections[self.alias]
+        adapt = connection.ops.adapt_datetimefield_value
+        now = timezone.now()
+        if no_ack:
+            statement = self._sql.fetch_delete
+            params = fetch_delete_params(queue, adapt(now), limit)
+        else:
+            statement = self._sql.fetch
+            params = fetch_params(self._sql, queue, adapt(now), adapt(now + self._lease), limit)
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            rows = cursor.fetchall()
+        if not rows:
+            raise Empty()
+        # RETURNING has no order; within a batch deliver by priority, then publish order.
+        rows.sort(key=_delivery_order)
+        if not no_ack:
+            with self._lease_lock:
+                self._leased.update(row[ID] for row in rows)
+            if self._renewer is None:
+                self._renewer = Renewer(self.alias, self._renew, self.visibility_timeout / 3)
+        buffered = self._buffer[queue] = deque(rows)
+        return buffered
+
+    def _to_message(self, row: Row) -> dict:
+        message = loads(row[PAYLOAD])
+        properties = message["properties"]
+        # The row id is the delivery tag: an ack names the row to delete.
+        properties["delivery_tag"] = row[ID]
+        if row[DELIVERY_COUNT] > 1:
+            properties["delivery_info"]["redelivered"] = True
+        return message
+
+    # -- acknowledge, requeue, give back ---------------------------------------------
+
+    def _finish(self, row_id: int, requeue: bool) -> None:
+        """Delete an acked row, or make a requeued one visible again at its old place."""
+        with self._lease_lock:
+            self._leased.discard(row_id)
+        with connections[self.alias].cursor() as cursor:
+            if requeue:
+                cursor.execute(*self._sql.with_ids(self._sql.requeue, [row_id]))
+            else:
+                cursor.execute(self._sql.ack, [row_id])
+        if self.connection is not None:
+            # A consumer whose prefetch window was full may be waiting for this.
+            self.connection.waiter.event.set()
+
+    def _restore_delivered(self, row_ids: list[int]) -> None:
+        with self._lease_lock:
+            self._leased.difference_update(row_ids)
+        self._execute_with_ids(self._sql.requeue, row_ids)
+
+    def _release_buffered(self, queues: list[str]) -> None:
+        row_ids = [row[ID] for q in queues for row in self._buffer.pop(q, ())]
+        with self._lease_lock:
+            self._leased.difference_update(row_ids)
+        self._execute_with_ids(self._sql.release, row_ids)
+
+    def _release_leases(self, restore_delivered: bool) -> None:
+        """Stop renewing; give back buffered rows, and delivered ones if asked to."""
+        if self._renewer is not None:
+            self._renewer.stop()
+            self._renewer = None
+        self._release_buffered(list(self._buffer))
+        with self._lease_lock:
+            delivered, self._leased = list(self._leased), set()
+        if restore_delivered:
+            self._execute_with_ids(self._sql.requeue, delivered)
+
+    def _renew(self) -> None:
+        """Push the lease of every row this channel holds to now + visibility_timeout."""
+        with self._lease_lock:
+            if not self._leased:
+                return
+            connection = connections[self.alias]
+            until = connection.ops.adapt_datetimefield_value(timezone.now() + self._lease)
+            statement, params = self._sql.with_ids(self._sql.renew, self._leased)
+            with connection.cursor() as cursor:
+                cursor.execute(statement, [until, *params])
+
+    def _execute_with_ids(self, statement: str, row_ids: list[int]) -> None:
+        if row_ids:
+            statement, params = self._sql.with_ids(statement, row_ids)
+            with connections[self.alias].cursor() as cursor:
+                cursor.execute(statement, params)
+
+    # -- queues ----------------------------------------------------------------------
+
+    def _size(self, queue: str) -> int:
+        connection = connections[self.alias]
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute(self._sql.size, [queue, now])
+            (count,) = cursor.fetchone()
+        return count + len(self._buffer.get(queue, ()))
+
+    def _purge(self, queue: str) -> int:
+        connection = connections[self.alias]
+        params: list[Any] = [queue, connection.ops.adapt_datetimefield_value(timezone.now())]
+        statement = self._sql.purge
+        # Rows this channel leased but has not delivered are still in the queue.
+        row_ids = [row[ID] for row in self._buffer.pop(queue, ())]
+        if row_ids:
+            with self._lease_lock:
+                self._leased.difference_update(row_ids)
+            statement, id_params = self._sql.with_ids(self._sql.purge_with_ids, row_ids)
+            params.extend(id_params)
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.rowcount
+
+    def close(self) -> None:
+        if not self.closed:
+            # Before kombu's close, which cannot know that buffered rows are leased.
+            for consumer_tag in list(self._consumers):
+                self.basic_cancel(consumer_tag)
+            self.qos.restore_unacked_once()
+        super().close()
+
+
+def _delivery_order(row: Row) -> tuple[int, int]:
+    return (-row[PRIORITY], row[ID])

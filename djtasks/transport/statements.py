@@ -1,0 +1,122 @@
+"""The SQL of the django:// transport, built once per database connection (storage layer).
+
+The hot paths run as single statements on Django's own connection, so they join the
+caller's transaction and show up in ``CaptureQueriesContext``; the ORM would cost more
+Python time per message than the statement itself.
+"""
+
+# ruff: noqa: S608 - the SQL is assembled from quoted identifiers of the model, never from input
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from djtasks.models.transport import QueueMessage
+
+# Columns a fetch returns, in this order.
+ID, PAYLOAD, PRIORITY, DELIVERY_COUNT = range(4)
+
+
+@dataclass(frozen=True)
+class Statements:
+    """SQL text for one database vendor; ``{ids}`` is filled in by ``with_ids``."""
+
+    vendor: str
+    insert: str
+    insert_notify: str
+    fetch: str
+    fetch_delete: str
+    ack: str
+    requeue: str
+    release: str
+    renew: str
+    size: str
+    purge: str
+    purge_with_ids: str
+
+    def with_ids(self, sql: str, ids: Collection[int]) -> tuple[str, list]:
+        """Return ``sql`` with its ``{ids}`` placeholder filled for ``ids``, and the params."""
+        if self.vendor == "postgresql":
+            return sql.format(ids="= ANY(%s)"), [list(ids)]
+        return sql.format(ids=f"IN ({', '.join(['%s'] * len(ids))})"), list(ids)
+
+
+def build(connection: BaseDatabaseWrapper) -> Statements:
+    """Build the statements for ``connection``'s vendor (no query is run)."""
+    q = connection.ops.quote_name
+    table = q(QueueMessage._meta.db_table)
+    columns = {f.name: q(f.column) for f in QueueMessage._meta.concrete_fields}
+    pk, queue, payload = columns["id"], columns["queue"], columns["payload"]
+    priority, visible_at = columns["priority"], columns["visible_at"]
+    count, created_at = columns["delivery_count"], columns["created_at"]
+    postgres = connection.vendor == "postgresql"
+
+    insert = (
+        f"INSERT INTO {table} ({queue}, {payload}, {priority}, {visible_at}, {count}, {created_at})"
+        " VALUES (%s, %s, %s, %s, 0, %s)"
+    )
+    # FOR UPDATE SKIP LOCKED lets concurrent consumers take disjoint batches without
+    # waiting on each other; SQLite has a single writer, so it needs no lock clause.
+    lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
+    pick = (
+        f"SELECT {pk} FROM {table} WHERE {queue} = %s AND {visible_at} <= %s"
+        f" ORDER BY {priority} DESC, {visible_at}, {pk} LIMIT %s{lock}"
+    )
+    returning = f"RETURNING {pk}, {payload}, {priority}, {count}"
+    # A deleting fetch (no-ack consumers) returns the count this delivery makes.
+    returning_deleted = f"RETURNING {pk}, {payload}, {priority}, {count} + 1"
+    if postgres:
+        # MATERIALIZED: the batch is picked once; a planner that re-ran the locking
+        # subquery could lease more rows than the limit.
+        fetch = (
+            f"WITH picked AS MATERIALIZED ({pick}) UPDATE {table} SET {visible_at} = %s,"
+            f" {count} = {count} + 1 WHERE {pk} IN (SELECT {pk} FROM picked) {returning}"
+        )
+        fetch_delete = (
+            f"WITH picked AS MATERIALIZED ({pick}) DELETE FROM {table}"
+            f" WHERE {pk} IN (SELECT {pk} FROM picked) {returning_deleted}"
+        )
+    else:
+        fetch = (
+            f"UPDATE {table} SET {visible_at} = %s, {count} = {count} + 1"
+            f" WHERE {pk} IN ({pick}) {returning}"
+        )
+        fetch_delete = f"DELETE FROM {table} WHERE {pk} IN ({pick}) {returning_deleted}"
+    return Statements(
+        vendor=connection.vendor,
+        insert=insert,
+        # One statement, one round trip: the NOTIFY is sent when the INSERT commits.
+        insert_notify=f"WITH m AS ({insert} RETURNING 1) SELECT pg_notify(%s, '') FROM m",
+        fetch=fetch,
+        fetch_delete=fetch_delete,
+        ack=f"DELETE FROM {table} WHERE {pk} = %s",
+        # Back to where it was published: visible at once, ahead of younger messages.
+        requeue=f"UPDATE {table} SET {visible_at} = {created_at} WHERE {pk} {{ids}}",
+        # Taken but never handed to the application: this fetch does not count.
+        release=(
+            f"UPDATE {table} SET {visible_at} = {created_at}, {count} = {count} - 1"
+            f" WHERE {pk} {{ids}}"
+        ),
+        renew=f"UPDATE {table} SET {visible_at} = %s WHERE {pk} {{ids}}",
+        size=f"SELECT COUNT(*) FROM {table} WHERE {queue} = %s AND {visible_at} <= %s",
+        purge=f"DELETE FROM {table} WHERE {queue} = %s AND {visible_at} <= %s",
+        purge_with_ids=(
+            f"DELETE FROM {table} WHERE {queue} = %s AND ({visible_at} <= %s OR {pk} {{ids}})"
+        ),
+    )
+
+
+def fetch_params(
+    statements: Statements, queue: str, now: object, lease_until: object, limit: int
+) -> Sequence[object]:
+    """Order the fetch parameters as the vendor's statement expects them."""
+    if statements.vendor == "postgresql":
+        return (queue, now, limit, lease_until)
+    return (lease_until, queue, now, limit)
+
+
+def fetch_delete_params(queue: str, now: object, limit: int) -> Sequence[object]:
+    """Return the parameters of ``fetch_delete`` (the same on every vendor)."""
+    return (queue, now, limit)
