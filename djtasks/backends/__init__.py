@@ -1,0 +1,1 @@
+"""Result backends: where task states and outcomes are stored (storage layer)."""

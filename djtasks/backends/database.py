@@ -1,0 +1,207 @@
+"""DatabaseBackend: results in the TaskResult table of a Django database (storage layer).
+
+``result_backend = "django-db"`` uses the ``default`` database, ``"django-db://<alias>"``
+another one. Each state change is one upsert. On PostgreSQL the same transaction sends a
+NOTIFY with the task id, so ``AsyncResult.get()`` sleeps until woken instead of polling.
+Groups, chord counters and revoked ids are stored by the CanvasStore it builds on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from django.db import connections
+from django.utils import timezone
+
+from djtasks import states
+from djtasks.backends.base import ExecutionInfo, ResultMeta, changed
+from djtasks.backends.canvas_store import CanvasStore
+from djtasks.backends.expiry import delete_expired
+from djtasks.backends.listener import NotificationListener
+from djtasks.models import TaskResult
+
+RESULTS_CHANNEL = "djtasks_results"
+_UPSERT_NOTIFY_SQL: dict[tuple, str] = {}
+_ALWAYS_UPDATED = ("status", "result", "traceback", "date_done")
+# The columns of a ResultMeta, in the order of its fields after task_id.
+_META_COLUMNS = ("status", "result", "traceback", "date_done", "task_name", "retries", "worker",
+                 "parent_id", "root_id", "group_id", "children", "queue", "args", "kwargs")
+
+
+class DatabaseBackend(CanvasStore):
+    supports_native_wait: ClassVar[bool] = False  # True per instance on PostgreSQL
+    supports_chord_counter: ClassVar[bool] = True
+
+    def __init__(self, alias: str = "default") -> None:
+        if alias not in connections.settings:
+            raise ValueError(f"result_backend: no database alias {alias!r} in DATABASES")
+        self.alias = alias
+        self.is_postgres = connections[alias].vendor == "postgresql"
+        self.supports_native_wait = self.is_postgres
+        # psycopg connections are not to be shared by threads waiting at once: one each.
+        self._local = threading.local()
+
+    @classmethod
+    def from_url(cls, url: str) -> DatabaseBackend:
+        """``django-db`` is the default database; ``django-db://<alias>`` names another."""
+        return cls(urlsplit(url).hostname or "default")
+
+    def store(self, task_id: str, status: str, result: Any = None, *, traceback: str = "",
+              info: ExecutionInfo | None = None) -> None:
+        now = timezone.now()
+        row = TaskResult(task_id=task_id, status=status, result=result, traceback=traceback,
+                         date_created=now, date_done=now if status in states.READY_STATES else None)
+        update = list(_ALWAYS_UPDATED)
+        if status == states.STARTED:
+            row.date_started = now
+            update.append("date_started")
+        if info is not None:
+            row.task_name, row.worker, row.queue = info.task_name, info.worker, info.queue
+            row.retries = info.retries
+            row.parent_id, row.root_id = info.parent_id or "", info.root_id or ""
+            row.group_id = info.group_id or ""
+            row.task_args, row.task_kwargs = info.args_repr, info.kwargs_repr
+            row.children = list(info.children)
+            update += ["task_name", "worker", "queue", "retries", "parent_id", "root_id",
+                       "group_id", "task_args", "task_kwargs", "children"]
+            if info.args is not None:
+                row.args, row.kwargs = info.args, info.kwargs
+                update += ["args", "kwargs"]
+        # A ready state is final: a RETRY or STARTED stored late (the retried run may finish
+        # before the run that sent it has stored RETRY) must not replace it.
+        guarded = status not in states.READY_STATES
+        if self.is_postgres:
+            self._upsert_and_notify(row, tuple(update), guarded)
+            return
+        if guarded:
+            self._upsert(row, tuple(update), guarded)
+            return
+        TaskResult.objects.using(self.alias).bulk_create(
+            [row], update_conflicts=True, unique_fields=["task_id"], update_fields=update,
+        )
+
+    def _upsert_and_notify(self, row: TaskResult, update: tuple[str, ...], guarded: bool) -> None:
+        # The hot path of every worker: one autocommit statement that upserts the row and
+        # NOTIFYs its id, instead of BEGIN, upsert, NOTIFY and COMMIT (four round trips).
+        # The ORM cannot say this; the SQL is built from the model's own fields, once.
+        self._execute_upsert(row, update, guarded, notify=True)
+
+    def _upsert(self, row: TaskResult, update: tuple[str, ...], guarded: bool) -> None:
+        self._execute_upsert(row, update, guarded, notify=False)
+
+    def _execute_upsert(self, row: TaskResult, update: tuple[str, ...], guarded: bool,
+                        notify: bool) -> None:
+        connection = connections[self.alias]
+        fields = _insert_fields()
+        values = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
+        key = (connection.vendor, update, guarded, notify)
+        sql = _UPSERT_NOTIFY_SQL.get(key)
+        if sql is None:
+            build = upsert_notify_sql if notify else upsert_sql
+            sql = _UPSERT_NOTIFY_SQL[key] = build(connection, fields, update, guarded)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*values, RESULTS_CHANNEL] if notify else values)
+
+    def get_meta(self, task_id: str) -> ResultMeta:
+        row = (TaskResult.objects.using(self.alias)
+               .filter(task_id=task_id)
+               .values_list(*_META_COLUMNS)
+               .first())
+        return ResultMeta(task_id) if row is None else _meta_from_row(task_id, row)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultMeta]:
+        """Read every id in one query; the dict follows the order of ``task_ids``."""
+        found: dict[str, ResultMeta] = {}
+        if task_ids:
+            rows = (TaskResult.objects.using(self.alias).filter(task_id__in=task_ids).order_by()
+                    .values_list("task_id", *_META_COLUMNS))
+            found = {task_id: _meta_from_row(task_id, row) for task_id, *row in rows}
+        return {task_id: found[task_id] if task_id in found else ResultMeta(task_id) for task_id in task_ids}
+
+    def forget(self, task_id: str) -> None:
+        TaskResult.objects.using(self.alias).filter(task_id=task_id).delete()
+
+    def cleanup(self, before: datetime, now: datetime) -> dict[str, int]:
+        return delete_expired(self.alias, before, now)
+
+    def wait(self, task_id: str, timeout: float | None = None, interval: float = 0.5) -> ResultMeta:
+        if not self.is_postgres:
+            return super().wait(task_id, timeout, interval)
+        listener = self.listener()
+        return listener.wait_until(
+            lambda: self._ready_meta(task_id), timeout=timeout, interval=interval,
+            timeout_message=f"task {task_id} not ready after {timeout} s",
+        )
+
+    def wait_for_change(self, task_id: str, seen: ResultMeta | None, timeout: float | None = None,
+                        interval: float = 0.5) -> ResultMeta:
+        if not self.is_postgres:
+            return super().wait_for_change(task_id, seen, timeout, interval)
+        return self.listener().wait_until(
+            lambda: _changed_meta(self.get_meta(task_id), seen), timeout=timeout, interval=interval,
+            timeout_message=f"task {task_id} did not change state within {timeout} s",
+        )
+
+    def listener(self) -> NotificationListener:
+        """Return this process's LISTEN connection on the results channel (made on first use)."""
+        listener = getattr(self._local, "listener", None)
+        if listener is None:
+            listener = self._local.listener = NotificationListener(self.alias, RESULTS_CHANNEL)
+        return listener
+
+    def close(self) -> None:
+        listener = getattr(self._local, "listener", None)
+        if listener is not None:
+            listener.close()
+            self._local.listener = None
+
+    def _ready_meta(self, task_id: str) -> ResultMeta | None:
+        meta = self.get_meta(task_id)
+        return meta if meta.ready else None
+
+
+def _changed_meta(meta: ResultMeta, seen: ResultMeta | None) -> ResultMeta | None:
+    return meta if changed(meta, seen) else None
+
+
+def _meta_from_row(task_id: str, row: Sequence[Any]) -> ResultMeta:
+    values = dict(zip(_META_COLUMNS, row, strict=True))
+    values["children"] = tuple(values["children"] or ())
+    return ResultMeta(task_id, **values)
+
+
+def _insert_fields() -> list:
+    return [field for field in TaskResult._meta.concrete_fields if not field.primary_key]
+
+
+def upsert_notify_sql(connection: Any, fields: list, update: tuple[str, ...],
+                      guarded: bool = False) -> str:
+    """``INSERT ... ON CONFLICT (task_id) DO UPDATE ... RETURNING`` feeding ``pg_notify``."""
+    upsert = upsert_sql(connection, fields, update, guarded)
+    key = connection.ops.quote_name(TaskResult._meta.get_field("task_id").column)
+    return f"WITH stored AS ({upsert} RETURNING {key}) SELECT pg_notify(%s, {key}) FROM stored"  # noqa: S608 - names only
+
+
+def upsert_sql(connection: Any, fields: list, update: tuple[str, ...], guarded: bool = False) -> str:
+    """``INSERT ... ON CONFLICT (task_id) DO UPDATE``; ``guarded``: never over a ready state."""
+    quote = connection.ops.quote_name
+    table = quote(TaskResult._meta.db_table)
+    key = quote(TaskResult._meta.get_field("task_id").column)
+    columns = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    changes = ", ".join(
+        f"{quote(column)} = EXCLUDED.{quote(column)}"
+        for column in (TaskResult._meta.get_field(name).column for name in update)
+    )
+    guard = ""
+    if guarded:
+        # The ready states are this module's constants, not input.
+        ready = ", ".join(f"'{state}'" for state in sorted(states.READY_STATES))
+        guard = f" WHERE {table}.{quote(TaskResult._meta.get_field('status').column)} NOT IN ({ready})"
+    # Only quoted names from the model's metadata are formatted in; every value is a parameter.
+    return (f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+            f"ON CONFLICT ({key}) DO UPDATE SET {changes}{guard}")

@@ -1,0 +1,31 @@
+"""The ORM models of djtasks (storage layer)."""
+
+from djtasks.models.canvas import ChordCounter, ChordPart, GroupResult, RevokedTask
+from djtasks.models.execution import DeadLetter, ParkedMessage, TaskDelivery
+from djtasks.models.results import TaskResult
+from djtasks.models.schedules import (
+    BeatLease,
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+)
+from djtasks.models.transport import QueueBinding, QueueMessage
+
+__all__ = [
+    "BeatLease",
+    "ChordCounter",
+    "ChordPart",
+    "ClockedSchedule",
+    "CrontabSchedule",
+    "DeadLetter",
+    "GroupResult",
+    "IntervalSchedule",
+    "ParkedMessage",
+    "PeriodicTask",
+    "QueueBinding",
+    "QueueMessage",
+    "RevokedTask",
+    "TaskDelivery",
+    "TaskResult",
+]

@@ -1,0 +1,104 @@
+"""Parked ETA messages, delivery counts and dead letters: the worker's durable state (storage layer).
+
+A task message that reaches a worker long before its eta is parked here and acknowledged,
+so that no worker holds it in memory for the wait; the worker holding the release lease
+publishes it again, byte for byte, when it is due. Deliveries count how often a task was
+started, so a message whose execution keeps killing its worker is stopped and kept as a
+dead letter instead of looping for ever.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class ParkedMessageQuerySet(models.QuerySet):
+    def due(self, until: datetime, now: datetime) -> ParkedMessageQuerySet:
+        """Return what to publish again: due by ``until``, or already expired at ``now``.
+
+        An expired message goes back to its queue too: the consumer that receives it marks
+        it REVOKED ("expired") and fails its canvas, as it does for any expired message.
+        """
+        return self.filter(Q(eta__lte=until) | Q(expires__lte=now))
+
+
+class ParkedMessage(models.Model):
+    """A task message taken off its queue until its eta: everything needed to send it again."""
+
+    task_id = models.CharField(_("task id"), max_length=255, db_index=True)
+    task_name = models.CharField(_("task name"), max_length=255, blank=True)
+    eta = models.DateTimeField(_("eta"), db_index=True)
+    expires = models.DateTimeField(_("expires"), null=True, blank=True, db_index=True)
+    # Where it goes back to: the queue it came from (through the default exchange), or,
+    # when the queue could not be told, the exchange and routing key it was published with.
+    queue = models.CharField(_("queue"), max_length=255, blank=True)
+    exchange = models.CharField(_("exchange"), max_length=255, blank=True)
+    routing_key = models.CharField(_("routing key"), max_length=255, blank=True)
+    # The message as received, still encoded: republished unchanged, whoever sent it.
+    content_type = models.CharField(_("content type"), max_length=128)
+    content_encoding = models.CharField(_("content encoding"), max_length=64, blank=True)
+    body = models.BinaryField(_("body"))
+    headers = models.JSONField(_("headers"), default=dict, encoder=DjangoJSONEncoder)
+    properties = models.JSONField(_("properties"), default=dict, encoder=DjangoJSONEncoder)
+    date_created = models.DateTimeField(_("parked"), default=timezone.now)
+
+    objects = ParkedMessageQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("parked message")
+        verbose_name_plural = _("parked messages")
+        constraints = [
+            # A message delivered twice before its ack (a worker died in between) is parked
+            # once; a retry of the same task has another eta and is a message of its own.
+            models.UniqueConstraint(fields=["task_id", "eta"], name="djtasks_parked_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name or '?'}[{self.task_id}] parked until {self.eta.isoformat()}"
+
+
+class TaskDelivery(models.Model):
+    """How many times a worker started one message of a task (its id and retry number)."""
+
+    task_id = models.CharField(_("task id"), max_length=255)
+    retries = models.PositiveIntegerField(_("retries"), default=0)
+    count = models.PositiveIntegerField(_("deliveries"), default=0)
+    date_last = models.DateTimeField(_("last delivered"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("task delivery")
+        verbose_name_plural = _("task deliveries")
+        constraints = [models.UniqueConstraint(fields=["task_id", "retries"],
+                                               name="djtasks_delivery_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} (retry {self.retries}) delivered {self.count} times"
+
+
+class DeadLetter(models.Model):
+    """A task message that was not run again after too many deliveries, kept to look at."""
+
+    task_id = models.CharField(_("task id"), max_length=255, unique=True)
+    task_name = models.CharField(_("task name"), max_length=255, blank=True, db_index=True)
+    queue = models.CharField(_("queue"), max_length=255, blank=True)
+    task_args = models.TextField(_("arguments"), blank=True)
+    task_kwargs = models.TextField(_("keyword arguments"), blank=True)
+    retries = models.PositiveIntegerField(_("retries"), default=0)
+    deliveries = models.PositiveIntegerField(_("deliveries"))
+    reason = models.TextField(_("reason"))
+    worker = models.CharField(_("worker"), max_length=255, blank=True)
+    date_created = models.DateTimeField(_("dead-lettered"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("dead letter")
+        verbose_name_plural = _("dead letters")
+        ordering = ("-date_created",)
+
+    def __str__(self) -> str:
+        return f"{self.task_name or '?'}[{self.task_id}] dead-lettered"

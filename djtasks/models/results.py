@@ -1,0 +1,59 @@
+"""TaskResult: the stored state and outcome of one task execution (storage layer)."""
+
+from __future__ import annotations
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from djtasks import states
+
+STATE_CHOICES = sorted((state, state.title()) for state in states.ALL_STATES)
+
+
+class TaskResultQuerySet(models.QuerySet):
+    def ready(self) -> TaskResultQuerySet:
+        return self.filter(status__in=states.READY_STATES)
+
+    def failed(self) -> TaskResultQuerySet:
+        return self.filter(status=states.FAILURE)
+
+
+class TaskResult(models.Model):
+    """One row per task id; every state change of the task updates it in place."""
+
+    task_id = models.CharField(_("task id"), max_length=255, unique=True)
+    task_name = models.CharField(_("task name"), max_length=255, blank=True, db_index=True)
+    status = models.CharField(
+        _("state"), max_length=50, default=states.PENDING, choices=STATE_CHOICES, db_index=True
+    )
+    # The return value as JSON, or for a failure {"exc_type", "exc_module", "exc_message"}.
+    result = models.JSONField(_("result"), null=True, blank=True, encoder=DjangoJSONEncoder)
+    traceback = models.TextField(_("traceback"), blank=True)
+    date_created = models.DateTimeField(_("created"), auto_now_add=True)
+    date_started = models.DateTimeField(_("started"), null=True, blank=True)
+    date_done = models.DateTimeField(_("done"), null=True, blank=True, db_index=True)
+    worker = models.CharField(_("worker"), max_length=255, blank=True)
+    retries = models.PositiveIntegerField(_("retries"), default=0)
+    queue = models.CharField(_("queue"), max_length=255, blank=True)
+    parent_id = models.CharField(_("parent id"), max_length=255, blank=True)
+    root_id = models.CharField(_("root id"), max_length=255, blank=True)
+    group_id = models.CharField(_("group id"), max_length=255, blank=True, db_index=True)
+    task_args = models.TextField(_("arguments"), blank=True)
+    task_kwargs = models.TextField(_("keyword arguments"), blank=True)
+    # The arguments themselves, stored only with the result_extended setting.
+    args = models.JSONField(_("arguments (JSON)"), null=True, blank=True, encoder=DjangoJSONEncoder)
+    kwargs = models.JSONField(_("keyword arguments (JSON)"), null=True, blank=True,
+                              encoder=DjangoJSONEncoder)
+    # Ids of the tasks this task started, callbacks included: the result graph's edges.
+    children = models.JSONField(_("children"), default=list, blank=True)
+
+    objects = TaskResultQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("task result")
+        verbose_name_plural = _("task results")
+        ordering = ("-date_created",)
+
+    def __str__(self) -> str:
+        return f"{self.task_name or '?'}[{self.task_id}] {self.status}"
