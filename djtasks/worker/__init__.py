@@ -1,0 +1,1 @@
+"""The worker: consume loop, executions, pools and features (processes layer)."""

@@ -1,0 +1,353 @@
+"""Consumer: broker messages in, Jobs out to the pool, acks back (processes layer).
+
+The main thread owns the broker connection: it receives, keeps at most the prefetch window
+of unacknowledged messages, hands a Job to the pool whenever a slot is free and acknowledges
+(before execution by default, after it with ``acks_late``). Pool members never touch the
+connection; their completions come back through a queue that only the main thread drains.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import kombu
+from kombu.exceptions import ContentDisallowed as KombuContentDisallowed
+from kombu.exceptions import DecodeError
+
+from djtasks import protocol, signals, states
+from djtasks.application import App
+from djtasks.backends.base import exception_to_dict
+from djtasks.conf import censor_url
+from djtasks.exceptions import (
+    NotRegistered,
+    OperationalError,
+    ProtocolError,
+    TaskRevokedError,
+)
+from djtasks.worker.deliveries import DeliveryLimit
+from djtasks.worker.eta import EtaGate
+from djtasks.worker.pools.base import Outcome, Pool
+from djtasks.worker.rate_limits import RateLimits
+from djtasks.worker.request import Job, Report, request_context
+from djtasks.worker.revocations import Revocations
+from djtasks.worker.settlement import Fate, execution_options, failure_to_record, late_fate, settle_message
+from djtasks.worker.task_request import RequestHooks
+from djtasks.worker.trace import log_report
+from djtasks.worker.workflow import Workflow
+
+logger = logging.getLogger("djtasks.worker")
+
+#: How long the loop may block on the broker while tasks are running.
+SHORT_DRAIN = 0.05
+#: How long it may block otherwise; also bounds how late a warm shutdown is noticed.
+LONG_DRAIN = 1.0
+
+
+class Consumer:
+    """Receive task messages for one worker and feed its pool."""
+
+    def __init__(self, app: App, pool: Pool, queues: Sequence[str], hostname: str,
+                 prefetch_count: int) -> None:
+        self.app = app
+        self.pool = pool
+        self.queue_names = list(queues)
+        self.hostname = hostname
+        self.prefetch_count = prefetch_count
+        self.accept = list(app.settings.accept_content)
+        self.reserved: deque[tuple[Job, kombu.Message]] = deque()
+        self.active: dict[str, tuple[Job, kombu.Message]] = {}
+        self.completions: queue.SimpleQueue[tuple[Job, Outcome]] = queue.SimpleQueue()
+        self.connection: kombu.Connection | None = None
+        self._consumer: kombu.Consumer | None = None
+        self._stale: set[str] = set()  # acks_late tasks whose channel died while they ran
+        self.revocations = Revocations(app.backend, keep_for=app.settings.revoke_expires)
+        self.workflow = Workflow(app)
+        self.requests = RequestHooks(app)
+        self.eta = EtaGate([app.router.queue(name) for name in self.queue_names])
+        self.deliveries = DeliveryLimit(app, hostname, self.workflow)
+        self.rate_limits = RateLimits(app.tasks, pool, on_held=self._widen_window)
+        #: Called with each new connection, after the task queues (the control mailbox).
+        self.on_connect: list[Callable[[kombu.Connection], None]] = []
+
+    # -- connection --------------------------------------------------------------------
+    def connect(self, max_retries: int | None = 3) -> None:
+        """Open the broker connection, declare the queues and start consuming."""
+        self.connection = self.app.connection()
+        try:
+            self.connection.ensure_connection(
+                max_retries=max_retries, interval_start=1, interval_step=1, interval_max=5,
+                errback=_log_connection_retry,
+            )
+        except kombu.exceptions.OperationalError as exc:
+            raise OperationalError(
+                f"cannot connect to the broker {censor_url(self.app.settings.broker_url)}: {exc}"
+            ) from exc
+        channel = self.connection.channel()
+        queues = [self.app.router.queue(name) for name in self.queue_names]
+        self._consumer = kombu.Consumer(channel, queues=queues, on_message=self.on_message,
+                                        accept=self.accept, no_ack=False)
+        self._set_window(self.prefetch_count)
+        self._consumer.consume()
+        for hook in self.on_connect:
+            hook(self.connection)
+
+    @property
+    def connection_errors(self) -> tuple[type[BaseException], ...]:
+        """Errors after which the connection is gone and a new one is needed."""
+        if self.connection is None:
+            return ()
+        return self.connection.connection_errors + self.connection.channel_errors
+
+    def reconnect(self, error: BaseException) -> None:
+        """Start over on a new connection after ``error`` broke the old one.
+
+        Reserved messages are forgotten: their deliveries died with the channel and the
+        broker hands them out again. Running tasks go on; an acks_late one cannot be
+        acknowledged on the dead channel, so it may run again (at least once).
+        """
+        logger.error("consumer: connection to broker lost (%s); reconnecting", error)
+        self.reserved.clear()
+        self.eta.forget()
+        self.rate_limits.clear()
+        self._stale = {task_id for task_id, (job, _) in self.active.items() if job.acks_late}
+        old, self.connection = self.connection, None
+        try:
+            old.release()
+        except Exception:  # it is broken already; releasing is a courtesy
+            logger.debug("consumer: error while releasing the broken connection", exc_info=True)
+        self.connect(max_retries=None)
+        logger.info("consumer: connected again to %s", censor_url(self.app.settings.broker_url))
+
+    def stop_consuming(self) -> None:
+        """Receive nothing more; give reserved (not yet started) messages back to the queue."""
+        if self._consumer is not None:
+            self._consumer.cancel()
+        self.reserved.extend(self.eta.take_all())
+        self.reserved.extend(self.rate_limits.clear())
+        while self.reserved:
+            _job, message = self.reserved.popleft()
+            message.reject(requeue=True)
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.release()
+            self.connection = None
+
+    def abandon(self) -> None:
+        """Drop the connection without the closing handshake (after a cold shutdown).
+
+        The broker takes back every unacknowledged message when the socket goes away.
+        """
+        if self.connection is not None:
+            try:
+                self.connection.collect(socket_timeout=1.0)
+            except Exception:  # half-broken already; the socket is what matters
+                logger.debug("consumer: error while dropping the connection", exc_info=True)
+            self.connection = None
+
+    # -- the loop ----------------------------------------------------------------------
+    def step(self) -> None:
+        """Do one round of work: completions, dispatch, then wait for the broker or a slot."""
+        self.reserved.extend(self.eta.due())
+        self.process_completions()
+        self.dispatch()
+        if self.reserved and self.pool.free_slots() == 0:
+            self.pool.wait_for_free_slot(LONG_DRAIN)
+            return
+        # While tasks run, come back soon to log and acknowledge them as they finish; while
+        # messages are held for their eta, to start them on time.
+        soon = self.active or self.eta.holding
+        timeout = self.rate_limits.wait_time(SHORT_DRAIN if soon else LONG_DRAIN)
+        try:
+            self.connection.drain_events(timeout=timeout)
+        except TimeoutError:  # nothing arrived: keep the AMQP heartbeat going
+            self.connection.heartbeat_check()
+
+    def drain_active(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for running tasks to finish, acknowledging as they do."""
+        self.process_completions()
+        if self.active:
+            # Draining (not sleeping) keeps AMQP heartbeats and acks flowing meanwhile.
+            try:
+                self.connection.drain_events(timeout=min(timeout, SHORT_DRAIN))
+            except TimeoutError:
+                pass
+        self.process_completions()
+
+    # -- receiving ---------------------------------------------------------------------
+    def on_message(self, message: kombu.Message) -> None:
+        """kombu callback: validate a message and reserve it, or reject it if it is bad."""
+        try:
+            protocol.check_content_type(message.content_type, self.accept)
+            body = message.decode()
+            task_message = protocol.from_wire(message.headers, message.properties, body,
+                                              message.delivery_info)
+            task = self.app.tasks[task_message.task]
+        except (ProtocolError, NotRegistered, DecodeError, KombuContentDisallowed) as exc:
+            self.reject_bad_message(message, exc)
+            return
+        settings = self.app.settings
+        job = Job(
+            message=task_message,
+            hostname=self.hostname,
+            delivery_info=_plain_delivery_info(message.delivery_info),
+            acks_late=_first_set(task.acks_late, settings.task_acks_late),
+            # None on the wire (Celery's send_task) means: as the task says.
+            ignore_result=_first_set(task_message.ignore_result, task.ignore_result,
+                                     settings.task_ignore_result),
+            track_started=_first_set(task.track_started, settings.task_track_started),
+            **execution_options(task_message, task, settings),
+        )
+        logger.info("Task %s received", job.label)
+        signals.task_received.send_robust(sender=self, request=job)
+        self.revocations.message_received()
+        if self.eta.defer(job, message):  # due later: parked in the database, or held briefly
+            return
+        self.reserved.append((job, message))
+        self.dispatch()
+
+    def reject_bad_message(self, message: kombu.Message, exc: Exception) -> None:
+        """Log and reject a message that cannot run; fail its result so no caller waits."""
+        task_id = protocol.task_id_of(message.headers, message.properties)
+        logger.error("Rejecting message %s: %s", task_id or "(no task id)", exc)
+        message.reject(requeue=False)
+        if isinstance(exc, NotRegistered):
+            signals.task_unknown.send_robust(sender=self, name=exc.args[0], id=task_id,
+                                             message=message, exc=exc)
+        else:
+            signals.task_rejected.send_robust(sender=self, message=message, exc=exc)
+        if task_id:
+            try:
+                self.app.backend.store(task_id, states.FAILURE, exception_to_dict(exc))
+            except Exception:
+                logger.exception("Could not store the failure of rejected message %s", task_id)
+
+    # -- running -----------------------------------------------------------------------
+    def dispatch(self) -> None:
+        """Start reserved jobs while the pool has free slots."""
+        self.reserved.extendleft(reversed(self.rate_limits.release()))
+        while self.reserved and self.pool.free_slots() > 0:
+            job, message = self.reserved.popleft()
+            if job.message.expires is not None and job.message.expires <= datetime.now(UTC):
+                logger.warning("Task %s expired at %s; not run", job.label,
+                               job.message.expires.isoformat())
+                self.skip(job, message, "expired")
+                continue
+            if job.message.id in self.revocations:
+                logger.warning("Discarding revoked task: %s", job.label)
+                self.skip(job, message, "revoked")
+                continue
+            if self.rate_limits.hold(job, message):
+                continue
+            if not self.deliveries.admit(job, message):  # started too often: dead-lettered
+                continue
+            if not job.acks_late:
+                message.ack()
+            self.active[job.message.id] = (job, message)
+            self.pool.submit(job, self._on_done)
+
+    def skip(self, job: Job, message: kombu.Message, reason: str) -> None:
+        """Do not run ``job``: ack it and store REVOKED with ``reason``; its canvas fails.
+
+        A chord waiting on it fails instead of hanging, and a chain it was part of marks
+        its remaining steps failed, as if it had raised TaskRevokedError.
+        """
+        message.ack()
+        signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task), request=job,
+                                         terminated=False, signum=None, expired=reason == "expired")
+        self.store_revoked(job, reason)
+
+    def store_revoked(self, job: Job, reason: str) -> None:
+        """Store REVOKED with ``reason`` for ``job``, and fail its canvas."""
+        error = TaskRevokedError(reason)
+        self.app.backend.store(job.message.id, states.REVOKED, exception_to_dict(error))
+        try:
+            self.workflow.fail_steps(job.message.chain or (), error, "")
+            self.workflow.count_in_chord(job.message, failed=True)
+        except Exception:
+            logger.exception("Could not fail the canvas of skipped task %s", job.label)
+
+    def _widen_window(self, held: int) -> None:
+        # Held rate-limited messages stay unacknowledged: widen the window by as many.
+        if self._consumer is not None and self.prefetch_count:
+            self._set_window(self.prefetch_count + held)
+
+    def _set_window(self, count: int) -> None:
+        # RabbitMQ fixes a consumer's own prefetch when it starts consuming; a channel-wide
+        # (global) one can change at any time, so it is the one used there (as Celery does).
+        self._consumer.qos(prefetch_count=count,
+                           apply_global=not self.connection.qos_semantics_matches_spec)
+
+    def _on_done(self, job: Job, outcome: Outcome) -> None:
+        # Called from a pool thread: hand over to the main thread, which owns the connection.
+        self.completions.put((job, outcome))
+
+    def process_completions(self) -> None:
+        """Log finished jobs and acknowledge the acks_late ones."""
+        while True:
+            try:
+                job, outcome = self.completions.get_nowait()
+            except queue.Empty:
+                return
+            _job, message = self.active.pop(job.message.id, (job, None))
+            signum = self.revocations.terminated_by(job.message.id)  # revoke(terminate=True)
+            if signum is not None:
+                fate = Fate.ACK
+                signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task),
+                                                 request=job, terminated=True, signum=signum,
+                                                 expired=False)
+                self.store_revoked(job, "terminated")
+            else:
+                fate = late_fate(job, outcome) if job.acks_late else Fate.ACK
+                self.report(job, outcome, fate)
+                self.requests.completed(job, outcome)
+            if job.acks_late and message is not None:
+                if job.message.id in self._stale:
+                    self._stale.discard(job.message.id)
+                    logger.warning("Task %s: not acknowledged, its channel is gone; the broker "
+                                   "delivers it again", job.label)
+                else:
+                    settle_message(message, fate)
+
+    def report(self, job: Job, outcome: Outcome, fate: Fate = Fate.ACK) -> None:
+        # A member that was killed, was lost, or could not run or record the task (its
+        # database went away, say): record the failure from here, so that no caller
+        # waits for a result; unless the message goes back to its queue to run again.
+        error = failure_to_record(outcome)
+        if error is not None:
+            if fate is Fate.REQUEUE:
+                logger.warning("Task %s: %s; requeued, it will run again", job.label, error)
+                return
+            logger.error("Task %s raised unexpected: %r", job.label, error)
+            try:
+                self.app.backend.store(job.message.id, states.FAILURE, exception_to_dict(error))
+                if outcome.lost is not None:  # it died mid-task: its errbacks, chain, chord wait
+                    self.workflow.on_failure(job.message, request_context(job), error, "")
+                    self.workflow.count_in_chord(job.message, failed=True)
+            except Exception:
+                logger.exception("Could not store the failure of %s, or fail its canvas", job.label)
+            return
+        report: Report = outcome.value
+        log_report(job.label, report)
+
+
+def _log_connection_retry(exc: BaseException, interval: float) -> None:
+    logger.error("consumer: cannot connect to the broker (%s); trying again in %.0fs", exc, interval)
+
+
+def _first_set(*values: Any) -> bool:
+    for value in values:
+        if value is not None:
+            return bool(value)
+    return False
+
+
+def _plain_delivery_info(info: Any) -> dict:
+    # delivery_info may hold channel objects; a Job must pickle, so keep the plain facts.
+    keep = ("exchange", "routing_key", "priority", "redelivered")
+    return {key: info.get(key) for key in keep if info and key in info}

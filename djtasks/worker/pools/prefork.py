@@ -1,0 +1,285 @@
+"""The prefork pool: forked child processes run jobs sent to them over pipes (processes layer).
+
+The parent keeps one duplex pipe per child. It pickles a job onto an idle child's pipe;
+the child runs ``target(job)`` and pickles back ``("done", Outcome)``. A supervisor thread
+in the parent waits on every pipe plus a wake-up pipe (used to stop it). A pipe that reads
+end-of-file means its child died; ``os.waitpid`` then says how, the child's job (if any)
+is reported lost, and a new child takes the slot. A periodic sweep of ``waitpid`` catches
+the rare death that closes no pipe (a grandchild inherited the child's end of it).
+
+Why ``os.fork`` and not ``multiprocessing.Process``: our children ignore SIGTERM, and
+multiprocessing's exit handler terminates (SIGTERM) then joins its children, so a worker
+that exits without stopping its pool would hang there; it also swaps the child's stdin and
+decides which descriptors the child keeps. Here the child closes exactly the parent's
+pipes it inherited, so that it sees end-of-file as soon as the parent closes its pipe or
+dies, and leaves through ``os._exit``.
+
+Forking and threads: ``fork()`` copies only the calling thread. A lock another thread held
+at that moment stays locked forever in the child, and the child finalizes the objects of
+every other thread it left behind (a psycopg2 or MySQL connection being finalized says
+goodbye to its server on a socket the parent still uses). Python 3.12+ warns about forking
+a multi-threaded process for these reasons. So this pool forks only (1) from the thread
+that drives it -- the one that called ``start()``, which also replaces dead children inside
+``free_slots()``, ``submit()`` and ``wait_for_free_slot()`` -- after closing that thread's
+database connections, and (2) while its own supervisor thread is stopped: the supervisor
+is joined before a fork and started afresh after it. The pool never forks with a thread of
+its own alive; a worker that runs no other thread forks from a single-threaded process.
+The price: a dead child is replaced when the driving thread next calls the pool, not at
+once; until then free_slots() does not count it, so nothing waits on it. Callbacks must
+not block on the driving thread (see ``Pool``), since replacing a child joins the
+supervisor, which runs on_done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, ClassVar
+
+from djtasks.worker.pools.base import (
+    OnDone,
+    Pool,
+    PoolFull,
+    PoolStartError,
+    State,
+    Target,
+)
+from djtasks.worker.pools.children import Child, Children, Slot
+from djtasks.worker.pools.process import fork_child, send_signal
+from djtasks.worker.pools.timelimits import TimeLimits
+
+logger = logging.getLogger("djtasks.worker.pools")
+
+TICK = 1.0  # seconds between the supervisor's waitpid sweeps
+INIT_RETRY = 1.0  # a child whose on_process_init raised is replaced after this delay, not in a loop
+
+
+class PreforkPool(Pool):
+    """``limit`` forked children, each running one job at a time."""
+
+    name: ClassVar[str] = "prefork"
+    supports_hard_kill: ClassVar[bool] = True
+    supports_recycling: ClassVar[bool] = True
+
+    def __init__(self, limit: int, target: Target, *,
+                 on_process_init: Callable[[], None] | None = None,
+                 max_tasks_per_child: int | None = None,
+                 max_memory_per_child: int | None = None) -> None:
+        super().__init__(limit, target, on_process_init=on_process_init,
+                         max_tasks_per_child=max_tasks_per_child,
+                         max_memory_per_child=max_memory_per_child)
+        self._children = Children(limit, max_tasks_per_child, max_memory_per_child, INIT_RETRY)
+        self._lock, self._cond = self._children.lock, self._children.cond
+        self._control = threading.Lock()  # one at a time: supervisor stop/start, forks, stop()
+        self._state = State.NEW
+        self._owner: int | None = None
+        self._wake_r = self._wake_w = -1
+        self._supervisor: threading.Thread | None = None
+        self._supervisor_stop = threading.Event()
+
+    def start(self) -> None:
+        """Fork the children and wait until each has run on_process_init.
+
+        Raises PoolStartError, with the child's traceback, if on_process_init raises.
+        """
+        with self._lock:
+            if self._state is not State.NEW:
+                raise PoolStartError(f"expected a new pool, got a {self._state.value} one")
+        self._owner = threading.get_ident()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        try:
+            for child in self._children.slots:
+                self._spawn(child)
+            for child in self._children.slots:
+                self._await_ready(child)
+        except BaseException:
+            self._children.end(kill=True)
+            self._close_wake_pipe()
+            self._state = State.STOPPED
+            raise
+        self._state = State.RUNNING
+        self._start_supervisor()
+
+    def free_slots(self) -> int:
+        self._replace_dead()
+        with self._lock:
+            return len(self._children.in_state(Slot.IDLE)) if self._state is State.RUNNING else 0
+
+    def submit(self, job: Any, on_done: OnDone) -> None:
+        """Send ``job`` to an idle child; raise TypeError if it does not pickle."""
+        try:
+            data = pickle.dumps(job)
+        except Exception as exc:
+            raise TypeError(f"expected a picklable job, got {job!r}: {exc}") from exc
+        self._replace_dead()
+        with self._lock:
+            idle = self._children.in_state(Slot.IDLE) if self._state is State.RUNNING else []
+            if not idle or idle[0].conn is None:
+                raise PoolFull(f"all {self.limit} processes are busy, or the pool is not running")
+            child, conn = idle[0], idle[0].conn
+            child.state, child.job, child.on_done = Slot.BUSY, job, on_done
+            limits = TimeLimits.of(job)
+            self._children.deadlines.start(child, limits, time.monotonic())
+        with contextlib.suppress(OSError):
+            # On failure the child is dead: the supervisor sees its pipe close and reports
+            # this job lost.
+            conn.send_bytes(data)
+        if limits:
+            self._wake_supervisor()  # it sleeps until the earliest limit it knows of
+
+    def wait_for_free_slot(self, timeout: float | None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._replace_dead()
+            with self._lock:
+                if self._state is not State.RUNNING:
+                    return False
+                if self._children.in_state(Slot.IDLE):
+                    return True
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    return False
+                self._cond.wait(self._wait_delay(now, deadline))
+
+    def _wait_delay(self, now: float, deadline: float | None) -> float | None:
+        delays = [] if deadline is None else [deadline - now]
+        if threading.get_ident() == self._owner:  # wake up in time to replace dead children
+            delays += [max(c.respawn_at - now, 0.01) for c in self._children.in_state(Slot.DEAD)]
+        return min(delays, default=None)
+
+    def stop(self, wait: bool = True) -> None:
+        """Warm (``wait``): let running jobs finish, then close the pipes; cold: SIGKILL all.
+
+        A warm stop that a signal handler interrupts leaves the pool stopping, and a
+        following stop(wait=False) finishes the job cold.
+        """
+        with self._lock:
+            if self._state in (State.NEW, State.STOPPED):
+                self._state = State.STOPPED
+                return
+            self._state = State.STOPPING
+            self._cond.notify_all()
+            if wait:
+                self._cond.wait_for(lambda: not self._children.in_state(Slot.BUSY))
+        with self._control:
+            self._stop_supervisor()
+            self._children.end(kill=not wait)
+            self._close_wake_pipe()
+            with self._lock:
+                self._state = State.STOPPED
+                self._cond.notify_all()
+
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "pool": self.name,
+                "limit": self.limit,
+                "state": self._state.value,
+                "processes": [child.pid for child in self._children.alive()],
+                "running": len(self._children.in_state(Slot.BUSY)),
+            }
+
+    def kill_job(self, match: Callable[[Any], bool], sig: int) -> bool:
+        """Send ``sig`` to the child running the first job ``match`` accepts; True if found.
+
+        The child ignores SIGINT and SIGTERM, so those do nothing; SIGKILL makes the job's
+        on_done report it lost, and the child is replaced. ``match`` runs under the pool's
+        lock: keep it a plain comparison.
+        """
+        with self._lock:
+            for child in self._children.in_state(Slot.BUSY):
+                if child.on_done is not None and match(child.job):
+                    send_signal(child.pid, sig)
+                    return True
+        return False
+
+    # -- forking -----------------------------------------------------------------------
+    def _spawn(self, child: Child) -> None:
+        """Fork a child into ``child``'s slot; it becomes IDLE when it reports ready."""
+        inherited: list[int | Connection] = [self._wake_r, self._wake_w]
+        inherited += [c.conn for c in self._children.slots if c.conn and not c.conn.closed]
+        child.pid, child.conn = fork_child(self.target, self.on_process_init, inherited)
+        child.state, child.job, child.on_done, child.tasks = Slot.STARTING, None, None, 0
+
+    def _await_ready(self, child: Child) -> None:
+        try:
+            kind, payload = pickle.loads(child.conn.recv_bytes())  # noqa: S301 - our own child wrote it
+        except (EOFError, OSError):
+            lost = self._children.retire_and_bury(child, expected=True)
+            raise PoolStartError(f"a pool process died before it was ready: {lost}") from None
+        if kind == "init-failed":
+            raise PoolStartError(f"on_process_init raised in process {child.pid}:\n{payload}")
+        child.state = Slot.IDLE
+
+    def _replace_dead(self) -> None:
+        """Fork replacements for dead children: only the driving thread does (module docstring)."""
+        if threading.get_ident() != self._owner:
+            return
+        now = time.monotonic()
+        with self._lock:
+            due = [c for c in self._children.in_state(Slot.DEAD) if c.respawn_at <= now]
+            if self._state is not State.RUNNING or not due:
+                return
+        with self._control:
+            self._stop_supervisor()
+            try:
+                with self._lock:
+                    for child in due:
+                        if self._state is State.RUNNING and child.state is Slot.DEAD:
+                            self._respawn(child)
+            finally:
+                self._start_supervisor()
+
+    def _respawn(self, child: Child) -> None:
+        try:
+            self._spawn(child)
+        except OSError:
+            logger.exception("Could not fork a pool process; retrying in %ss", INIT_RETRY)
+            child.respawn_at = time.monotonic() + INIT_RETRY
+
+    # -- the supervisor thread ---------------------------------------------------------
+    def _start_supervisor(self) -> None:
+        self._supervisor_stop = threading.Event()
+        self._supervisor = threading.Thread(
+            target=self._supervise, args=(self._supervisor_stop,),
+            name="djtasks-prefork-supervisor", daemon=True)
+        self._supervisor.start()
+
+    def _stop_supervisor(self) -> None:
+        if self._supervisor is None:
+            return
+        self._supervisor_stop.set()
+        self._wake_supervisor()
+        self._supervisor.join()
+        self._supervisor = None
+
+    def _wake_supervisor(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"\0")
+
+    def _supervise(self, stop: threading.Event) -> None:
+        swept = time.monotonic()
+        while not stop.is_set():
+            try:
+                self._children.watch(self._wake_r, self._children.wait_time(TICK))
+                self._children.enforce_time_limits(time.monotonic())
+                if time.monotonic() - swept >= TICK:
+                    self._children.sweep()
+                    swept = time.monotonic()
+            except Exception:
+                logger.exception("The prefork supervisor failed; it carries on")
+
+    def _close_wake_pipe(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._wake_r = self._wake_w = -1

@@ -1,0 +1,192 @@
+"""One child of the prefork pool: forking it, the loop it runs, reaping it (processes layer).
+
+Messages on the pipe, each one pickle: parent to child, a job; child to parent,
+``("ready", None)`` or ``("init-failed", traceback)`` once after on_process_init, then
+``("done", (Outcome, rss))`` per job, ``rss`` the child's resident memory in KiB after it.
+
+A job's soft time limit reaches the child as SIGUSR1 (``interrupt.SOFT_LIMIT_SIGNAL``),
+which raises SoftTimeLimitExceeded inside the job; the hard limit is the parent's SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import resource
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from multiprocessing.connection import Connection, Pipe
+from typing import NoReturn
+
+from django.db import connections
+
+from djtasks.worker.pools.base import Outcome, Target, TargetFailure
+from djtasks.worker.pools.interrupt import install_soft_limit_handler, run_armed
+
+EXIT_GRACE = 5.0  # a child whose pipe closed gets this long to exit before SIGKILL
+
+
+def fork_child(target: Target, on_process_init: Callable[[], None] | None,
+               inherited: list[int | Connection]) -> tuple[int, Connection]:
+    """Fork a child that serves ``target``; return its pid and the parent's end of its pipe.
+
+    ``inherited`` lists the parent's descriptors the child must close (other children's
+    pipes, the wake-up pipe): holding them, it would hide the parent's death from its
+    siblings and from itself.
+    """
+    parent_end, child_end = Pipe()
+    connections.close_all()  # the child must not share our database sockets; it reconnects
+    flush_std_streams()  # or the child would write our buffered output a second time
+    try:
+        pid = os.fork()
+    except OSError:
+        parent_end.close()
+        child_end.close()
+        raise
+    if pid == 0:
+        _child_main(child_end, target, on_process_init, [*inherited, parent_end])
+    child_end.close()
+    return pid, parent_end
+
+
+def reap(pid: int) -> int | None:
+    """Wait for child ``pid`` to exit; return its wait status, None if it was reaped elsewhere.
+
+    A child whose pipe closed is exiting, so this is short; one still alive after
+    EXIT_GRACE (a task that closed our pipe, a stuck on_process_init) is killed.
+    """
+    deadline = time.monotonic() + EXIT_GRACE
+    delay = 0.0005
+    try:
+        while True:
+            reaped, status = os.waitpid(pid, os.WNOHANG)
+            if reaped:
+                return status
+            if time.monotonic() >= deadline:
+                send_signal(pid, signal.SIGKILL)
+                return os.waitpid(pid, 0)[1]
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+    except ChildProcessError:
+        return None
+
+
+def send_signal(pid: int, sig: int) -> None:
+    """Send ``sig`` to ``pid``; a process already gone is no error."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def flush_std_streams() -> None:
+    """Flush sys.stdout and sys.stderr, whatever they are."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            if stream is not None:
+                stream.flush()
+
+
+# -- in the child ----------------------------------------------------------------------
+def _child_main(conn: Connection, target: Target, on_process_init: Callable[[], None] | None,
+                inherited: list[int | Connection]) -> NoReturn:
+    """Set up a fresh child, then serve jobs until the parent closes the pipe.
+
+    The child always leaves through os._exit: its interpreter holds copies of the parent's
+    objects (database and broker connections, atexit handlers), and none of their
+    finalizers may run here, where they would write on sockets the parent still uses.
+    """
+    code = 1
+    try:
+        for item in inherited:
+            with contextlib.suppress(OSError):
+                if isinstance(item, Connection):
+                    item.close()
+                else:
+                    os.close(item)
+        _reset_signals()
+        if _initialize(conn, on_process_init):
+            _serve(conn, target)
+            code = 0
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+    finally:
+        flush_std_streams()
+        os._exit(code)
+
+
+def _reset_signals() -> None:
+    # The parent's Python handlers (the worker's shutdown handlers) and its wake-up fd
+    # belong to the parent.
+    signal.set_wakeup_fd(-1)
+    for signum in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError):
+            if callable(signal.getsignal(signum)):
+                signal.signal(signum, signal.SIG_DFL)
+    # The parent decides when children stop: a Ctrl+C reaching the whole process group, or
+    # a service manager's SIGTERM to every process of the service, must not kill running
+    # jobs in the middle of a warm shutdown.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    install_soft_limit_handler()
+
+
+def _initialize(conn: Connection, on_process_init: Callable[[], None] | None) -> bool:
+    try:
+        if on_process_init is not None:
+            on_process_init()
+    except BaseException:
+        conn.send_bytes(pickle.dumps(("init-failed", traceback.format_exc())))
+        return False
+    conn.send_bytes(pickle.dumps(("ready", None)))
+    return True
+
+
+def _serve(conn: Connection, target: Target) -> None:
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except EOFError:  # the parent closed our pipe (warm stop) or died
+            return
+        conn.send_bytes(_dump_outcome(_run(target, data), resident_kib()))
+        flush_std_streams()
+
+
+def _run(target: Target, data: bytes) -> Outcome:
+    try:
+        job = pickle.loads(data)  # noqa: S301 - our own parent wrote it
+    except BaseException as exc:
+        return Outcome(error=TargetFailure.from_exception(exc, "the job could not be unpickled"))
+    return run_armed(target, job)
+
+
+def _dump_outcome(outcome: Outcome, rss: int | None) -> bytes:
+    try:
+        return pickle.dumps(("done", (outcome, rss)))
+    except Exception as exc:
+        context = "the outcome could not be pickled"
+        failure = Outcome(error=TargetFailure.from_exception(exc, context), timeout=outcome.timeout)
+        return pickle.dumps(("done", (failure, rss)))
+
+
+def resident_kib() -> int | None:
+    """Return this process's resident memory in KiB (None where it cannot be read).
+
+    The current size from /proc on Linux; elsewhere the peak from getrusage, which only
+    grows, so a child there is replaced at the first task after it passed the limit.
+    """
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    except (OSError, ValueError):
+        return None
+    return peak // 1024 if sys.platform == "darwin" else peak  # macOS counts bytes

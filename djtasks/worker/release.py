@@ -1,0 +1,161 @@
+"""EtaRelease: send parked messages back to their queues when due (processes layer).
+
+Every worker runs one, in a thread of its main process: a thread rather than a step of the
+consumer's loop, because that loop blocks while the solo pool runs a task and is busy
+when messages flood in, and a release must not wait for either. Only the worker holding
+the ``eta-release`` lease (a row of the beat lease table) releases, so a parked message is
+sent back once however many workers run; another worker takes over within ``LEASE``
+seconds of the holder's death.
+
+Order: publish, then delete, in one database transaction. A crash in between sends the
+message again (at least once). On ``django://``, when the parked rows and the queue share a
+database, the publish joins that transaction (as any publish does): exactly once.
+A message is released ``HOLD`` before its eta, eta header unchanged: the consumer holds it
+for that last moment, and on ``django://`` it stays invisible until due.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+import kombu
+from django.db import DatabaseError, connections, router, transaction
+from django.utils import timezone
+
+from djtasks.application import App
+from djtasks.beat.lease import Lease
+from djtasks.models import ParkedMessage
+from djtasks.worker.eta import HOLD
+
+logger = logging.getLogger("djtasks.worker")
+
+#: Seconds between two looks at the parked messages.
+INTERVAL = 1.0
+#: Seconds the release lease lasts unless renewed (it is renewed every INTERVAL).
+LEASE = 10.0
+#: Most messages released per transaction.
+BATCH = 500
+
+
+class EtaRelease:
+    """Release the due parked messages of every worker, while this one holds the lease."""
+
+    def __init__(self, app: App, hostname: str, interval: float = INTERVAL,
+                 clock: Callable[[], datetime] = timezone.now) -> None:
+        self.app = app
+        self.hostname = hostname
+        self.interval = interval
+        self.clock = clock
+        self.db = router.db_for_write(ParkedMessage)
+        self._lease: Lease | None = None
+        self._connection: kombu.Connection | None = None
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def lease(self) -> Lease:
+        if self._lease is None:  # the pid of the process that releases, not of its parent
+            self._lease = Lease(f"{self.hostname} pid {os.getpid()}", LEASE, name="eta-release",
+                                clock=self.clock)
+        return self._lease
+
+    # -- the thread ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="djtasks-eta-release", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop releasing, give the lease up, and close the broker connection."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _run(self) -> None:
+        try:
+            while not self._stopped.wait(self.interval):
+                try:
+                    self.run_once()
+                except Exception:  # the database or broker is away: next round tries again
+                    logger.exception("eta release: could not release parked messages")
+                    self._drop_connection()
+                finally:
+                    # Between rounds hold no database connection: a pool process forked
+                    # meanwhile would inherit it (see transport.lease.Renewer).
+                    connections[self.db].close()
+        finally:
+            self._shut_down()
+
+    # -- one round -------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """Release what is due if this worker holds the lease; return how many were sent."""
+        now = self.clock()
+        # A read first: an idle fleet then writes nothing (the lease is taken only for work).
+        if not ParkedMessage.objects.using(self.db).due(now + HOLD, now).exists():
+            return 0
+        if not self.lease.acquire():
+            return 0
+        released = 0
+        while not self._stopped.is_set():
+            sent = self.release_batch()
+            released += sent
+            if sent < BATCH:
+                break
+        if released:
+            logger.info("eta release: %d parked message(s) sent back to their queues", released)
+        return released
+
+    def release_batch(self) -> int:
+        """Publish up to BATCH due parked messages, then delete them; return how many."""
+        now = self.clock()
+        connection = self.connection()
+        with transaction.atomic(using=self.db):
+            rows = list(ParkedMessage.objects.using(self.db).due(now + HOLD, now)
+                        .select_for_update(skip_locked=True).order_by("eta")[:BATCH])
+            if not rows:
+                return 0
+            producer = kombu.Producer(connection.default_channel)
+            for row in rows:
+                publish(producer, row)
+            ParkedMessage.objects.using(self.db).filter(pk__in=[row.pk for row in rows]).delete()
+        return len(rows)
+
+    def connection(self) -> kombu.Connection:
+        """Return this releaser's broker connection (its own: the consumer's is not thread-safe)."""
+        if self._connection is None:
+            self._connection = self.app.connection()
+            self._connection.ensure_connection(max_retries=1)
+        return self._connection
+
+    def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # broken already; a new one is made next round
+                logger.debug("eta release: error while closing the connection", exc_info=True)
+
+    def _shut_down(self) -> None:
+        try:
+            self.lease.release()
+        except DatabaseError:  # it expires by itself
+            logger.exception("eta release: could not give the lease up")
+        finally:
+            connections[self.db].close()
+            self._drop_connection()
+
+
+def publish(producer: kombu.Producer, row: ParkedMessage) -> None:
+    """Send a parked message as it was received: the same body, headers and properties."""
+    # Through the default exchange to the queue it came from; else as it was first routed.
+    exchange, routing_key = ("", row.queue) if row.queue else (row.exchange, row.routing_key)
+    producer.publish(
+        bytes(row.body), exchange=exchange, routing_key=routing_key,
+        content_type=row.content_type, content_encoding=row.content_encoding or "binary",
+        headers=dict(row.headers), retry=False, **row.properties,
+    )
+

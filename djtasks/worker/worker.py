@@ -1,0 +1,157 @@
+"""Worker: boot, consume until told to stop, then shut down warm or cold (processes layer).
+
+Shutdown, as in Celery: the first SIGTERM or SIGINT starts a warm shutdown (receive nothing
+more, give reserved messages back, let running tasks finish, exit 0); a second one, or
+SIGQUIT, a cold shutdown (kill running tasks now; unacknowledged messages return to the
+broker, exit 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import TextIO
+
+from djtasks import signals
+from djtasks.application import App
+from djtasks.beat.service import BeatThread, load_scheduler
+from djtasks.worker.banner import banner
+from djtasks.worker.capabilities import unmet_wishes
+from djtasks.worker.consumer import Consumer
+from djtasks.worker.control import WorkerControl
+from djtasks.worker.pools import POOLS
+from djtasks.worker.release import EtaRelease
+from djtasks.worker.request import Executor
+
+logger = logging.getLogger("djtasks.worker")
+
+
+class ColdShutdown(BaseException):
+    """Raised from a signal handler to abandon whatever the main thread is doing."""
+
+
+class Worker:
+    """One worker process: a consumer in the main thread feeding a pool of executors."""
+
+    def __init__(self, app: App, *, queues: Sequence[str] | None = None,
+                 concurrency: int | None = None, pool: str | None = None,
+                 hostname: str | None = None, prefetch_multiplier: int | None = None,
+                 beat: bool = False, **recycling: int | None) -> None:
+        settings = app.settings
+        self.app = app
+        self.queues = list(queues or [settings.task_default_queue])
+        self.concurrency = concurrency or settings.worker_concurrency or os.cpu_count() or 1
+        self.pool_name = pool or settings.worker_pool
+        if self.pool_name not in POOLS:
+            raise ValueError(f"pool: expected one of {sorted(POOLS)}, got {self.pool_name!r}")
+        if self.pool_name == "solo":
+            self.concurrency = 1
+        self.hostname = expand_hostname(hostname or "djtasks@%h")
+        multiplier = prefetch_multiplier or settings.worker_prefetch_multiplier
+        self.prefetch_count = self.concurrency * max(multiplier, 1)
+        self.stopping = False
+        executor = Executor(app)
+        forks = self.pool_name == "prefork"
+        # max_tasks_per_child and max_memory_per_child (KiB): given, else the settings.
+        self.recycling = {key: recycling.pop(key, None) or settings[f"worker_{key}"]
+                          for key in ("max_tasks_per_child", "max_memory_per_child")}
+        if recycling:
+            raise TypeError(f"Worker() got unexpected options {sorted(recycling)}")
+        self.pool = POOLS[self.pool_name](self.concurrency, executor,
+                                          on_process_init=executor.after_fork if forks else None,
+                                          **self.recycling)
+        self.consumer = Consumer(app, self.pool, self.queues, self.hostname, self.prefetch_count)
+        self.control = WorkerControl(self.consumer, self.hostname)
+        self.consumer.on_connect.append(self.control.listen)
+        self.beat = BeatThread(load_scheduler(app)) if beat else None
+        self.eta_release = EtaRelease(app, self.hostname)
+
+    def run(self, out: TextIO | None = None) -> int:
+        """Run until shut down; return the process exit status."""
+        out = out or sys.stdout
+        self.install_signal_handlers()
+        cold = False
+        signals.worker_init.send_robust(sender=self)
+        for warning in unmet_wishes(type(self.pool), self.app.settings, self.app.tasks.values(),
+                                    **self.recycling):
+            logger.warning("worker: %s", warning)
+        try:
+            self.pool.start()
+            self.consumer.connect()
+            out.write(banner(self))
+            out.flush()
+            if self.beat is not None:
+                self.beat.start()
+            self.eta_release.start()
+            logger.info("%s ready.", self.hostname)
+            signals.worker_ready.send_robust(sender=self.consumer)
+            self.consume_until_stopped()
+            self.warm_shutdown()
+        except ColdShutdown:
+            cold = True
+            self.cold_shutdown()
+            return 1
+        finally:
+            signals.worker_shutdown.send_robust(sender=self)
+            self.eta_release.stop()
+            if self.beat is not None:
+                self.beat.stop()
+            if cold:
+                # The signal may have interrupted the broker client mid-frame: a polite
+                # close could wait forever for a reply it can no longer parse.
+                self.consumer.abandon()
+            else:
+                self.control.close()
+                self.consumer.close()
+            self.app.close()
+        return 0
+
+    def consume_until_stopped(self) -> None:
+        """Run the consumer's loop; a lost broker connection is made again, not fatal."""
+        while not self.stopping:
+            try:
+                self.consumer.step()
+            except self.consumer.connection_errors as exc:
+                self.consumer.reconnect(exc)
+
+    def warm_shutdown(self) -> None:
+        logger.warning("worker: Warm shutdown (%s)", self.hostname)
+        self.consumer.stop_consuming()
+        while self.consumer.active:
+            self.consumer.drain_active(timeout=1.0)
+        self.pool.stop(wait=True)
+        self.consumer.process_completions()
+
+    def cold_shutdown(self) -> None:
+        logger.warning("worker: Cold shutdown (%s)", self.hostname)
+        self.pool.stop(wait=False)
+        try:
+            self.consumer.process_completions()
+        except Exception:  # the broker may be gone too; the messages return to it anyway
+            logger.exception("Could not report the tasks killed by the cold shutdown")
+
+    # -- signals -----------------------------------------------------------------------
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGQUIT, self._on_cold_signal)
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            raise ColdShutdown
+        self.stopping = True
+
+    def _on_cold_signal(self, signum: int, frame: FrameType | None) -> None:
+        raise ColdShutdown
+
+
+def expand_hostname(template: str) -> str:
+    """Expand Celery's ``%h`` (host name), ``%n`` (its first label) and ``%d`` (its domain)."""
+    host = socket.gethostname()
+    name, _, domain = host.partition(".")
+    return template.replace("%h", host).replace("%n", name).replace("%d", domain)
