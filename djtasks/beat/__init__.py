@@ -1,0 +1,1 @@
+"""Beat: sends periodic tasks; never runs them (processes layer)."""

@@ -1,0 +1,141 @@
+"""Schedulers: decide which periodic runs are due and send them (processes layer).
+
+Beat only publishes: a due run is sent exactly as ``apply_async`` would send it (routing,
+options, expiry) and a worker runs it. One loop (``tick``): hold the lease, read the
+enabled entries, claim and send each due run, and return how long to sleep.
+
+Missed runs: after downtime an entry that missed several runs is sent once, not once per
+missed run (as Celery does); its next run follows the schedule from then on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from djtasks.application import App
+from djtasks.beat.lease import Lease
+from djtasks.beat.stores import DatabaseStore, Entry
+
+logger = logging.getLogger("djtasks.beat")
+#: The shortest sleep between two loops, so that a schedule due "now" cannot spin.
+MIN_SLEEP = 0.01
+
+
+class BaseScheduler(ABC):
+    """The loop every scheduler shares; subclasses say what one ``tick`` does."""
+
+    def __init__(self, app: App, max_interval: float | None = None,
+                 clock: Callable[[], datetime] = timezone.now) -> None:
+        self.app = app
+        self.max_interval = max_interval or app.settings.beat_max_loop_interval
+        self.clock = clock
+
+    def setup(self) -> None:  # noqa: B027 - an optional hook
+        """Prepare before the first tick (a no-op by default)."""
+
+    @abstractmethod
+    def tick(self) -> float:
+        """Send what is due now; return the seconds to sleep before the next tick."""
+
+    def close(self) -> None:  # noqa: B027 - an optional hook
+        """Release what the scheduler holds (a no-op by default)."""
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until ``stop`` is set. An error in one tick is logged; the next tick retries."""
+        self.setup()
+        try:
+            while not stop.is_set():
+                try:
+                    pause = self.tick()
+                except Exception:
+                    logger.exception("beat: the scheduler's loop failed; trying again")
+                    close_old_connections()
+                    pause = self.max_interval
+                stop.wait(max(MIN_SLEEP, min(pause, self.max_interval)))
+        finally:
+            self.close()
+
+
+class DatabaseScheduler(BaseScheduler):
+    """Entries from the PeriodicTask table; one leader among any number of beats."""
+
+    def __init__(self, app: App, max_interval: float | None = None,
+                 clock: Callable[[], datetime] = timezone.now, holder: str | None = None) -> None:
+        super().__init__(app, max_interval, clock)
+        self.store = DatabaseStore(app)
+        holder = holder or f"beat-{os.getpid()}@{socket.gethostname()}"
+        self.lease = Lease(holder, app.settings.beat_lease_timeout, clock=clock)
+
+    def setup(self) -> None:
+        names = self.store.sync_static()
+        logger.info("beat: %d entries from settings and code written to the database", len(names))
+
+    def tick(self) -> float:
+        was_leader = self.lease.held
+        # Renew well before the lease runs out, whatever the schedule says.
+        renew_within = self.lease.timeout / 3
+        if not self.lease.acquire():
+            if was_leader:
+                logger.warning("beat: %s lost the lead", self.lease.holder)
+            return renew_within
+        if not was_leader:
+            logger.info("beat: %s is the leader; sending periodic tasks", self.lease.holder)
+        now = self.clock()
+        pause = min(self.max_interval, renew_within)
+        for entry in self.store.enabled_entries():
+            pause = min(pause, self.consider(entry, now))
+        return pause
+
+    def consider(self, entry: Entry, now: datetime) -> float:
+        """Send ``entry`` if it is due at ``now``; return the seconds until it next needs a look."""
+        if entry.start_time is not None and now < entry.start_time:
+            return (entry.start_time - now).total_seconds()
+        if entry.expires is not None and now >= entry.expires:
+            return self.max_interval
+        due, next_check = entry.schedule.is_due(entry.since, now)
+        if due:
+            self.send(entry, now)
+        return next_check
+
+    def send(self, entry: Entry, now: datetime) -> bool:
+        """Claim the run and publish it in one transaction; False if another beat had it.
+
+        With the django:// broker on the same database the publish is part of the claim;
+        with another broker a failed publish rolls the claim back, so the run is retried.
+        """
+        try:
+            with transaction.atomic():
+                if not self.store.claim(entry, now):
+                    return False
+                logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
+                self.app.send_task(entry.task, entry.args, entry.kwargs,
+                                   **send_options(entry, now))
+        except Exception:
+            logger.exception("beat: could not send %s (%s); it stays due", entry.name, entry.task)
+            return False
+        return True
+
+    def close(self) -> None:
+        self.lease.release()
+        close_old_connections()
+
+
+def send_options(entry: Entry, now: datetime) -> dict:
+    """Return the apply_async options of one run of ``entry``."""
+    options = dict(entry.options)
+    expiries = [moment for moment in (
+        entry.expires,
+        now + timedelta(seconds=entry.expire_seconds) if entry.expire_seconds else None,
+    ) if moment is not None]
+    if expiries:
+        options["expires"] = min(expiries)
+    return options

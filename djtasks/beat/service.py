@@ -1,0 +1,67 @@
+"""Run a scheduler as a process (runbeat) or beside a worker (runworker -B) (processes layer)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import TextIO
+
+from djtasks.application import App
+from djtasks.beat.scheduler import BaseScheduler
+from djtasks.conf import censor_url, import_class
+
+logger = logging.getLogger("djtasks.beat")
+
+
+def load_scheduler(app: App, path: str | None = None, max_interval: float | None = None
+                   ) -> BaseScheduler:
+    """Build the scheduler class named by ``path`` (default: the beat_scheduler setting)."""
+    cls = import_class(path or app.settings.beat_scheduler, BaseScheduler, "beat_scheduler")
+    return cls(app, max_interval=max_interval)
+
+
+def banner(app: App, scheduler: BaseScheduler) -> str:
+    return (
+        "djtasks beat is starting.\n"
+        f"__    -    ... __   -        _\n"
+        f"Configuration ->\n"
+        f"    . broker -> {censor_url(app.settings.broker_url)}\n"
+        f"    . scheduler -> {type(scheduler).__module__}.{type(scheduler).__qualname__}\n"
+        f"    . maxinterval -> {scheduler.max_interval:g} seconds\n"
+    )
+
+
+def run_until_signalled(app: App, scheduler: BaseScheduler, out: TextIO) -> int:
+    """Run ``scheduler`` in this thread until SIGTERM or SIGINT; return the exit status."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        logger.info("beat: shutting down (%s)", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    out.write(banner(app, scheduler))
+    out.flush()
+    logger.info("beat: Starting...")
+    scheduler.run(stop)
+    app.close()
+    return 0
+
+
+class BeatThread:
+    """A scheduler running in a thread of another process (``runworker -B``)."""
+
+    def __init__(self, scheduler: BaseScheduler) -> None:
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=scheduler.run, args=(self.stop_event,),
+                                       name="djtasks-beat", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout)
