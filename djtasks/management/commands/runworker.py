@@ -1,0 +1,61 @@
+"""``manage.py runworker``: parse the options, build a Worker, run it (edge layer)."""
+
+from __future__ import annotations
+
+import sys
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+import djtasks
+from djtasks.exceptions import OperationalError
+from djtasks.worker.logs import LEVELS, configure_logging
+from djtasks.worker.pools import POOLS
+from djtasks.worker.worker import Worker
+
+
+class Command(BaseCommand):
+    help = "Start a djtasks worker: consume task messages and run them."
+    requires_system_checks = ["djtasks"]
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("-Q", "--queues", default=None,
+                            help="comma-separated queues to consume (default: task_default_queue)")
+        parser.add_argument("-c", "--concurrency", type=int, default=None,
+                            help="pool size (default: worker_concurrency, else the number of CPUs)")
+        parser.add_argument("-P", "--pool", choices=sorted(POOLS), default=None,
+                            help="execution pool (default: worker_pool, prefork)")
+        parser.add_argument("-n", "--hostname", default=None,
+                            help="node name; %%h host, %%n host's first label, %%d domain")
+        parser.add_argument("-l", "--loglevel", default="WARNING",
+                            type=str.upper, choices=LEVELS, help="logging level")
+        parser.add_argument("--prefetch-multiplier", type=int, default=None,
+                            help="messages reserved per pool slot (default: 4)")
+        parser.add_argument("-B", "--beat", action="store_true",
+                            help="also run beat (periodic tasks) in this process")
+        parser.add_argument("--max-tasks-per-child", type=int, default=None,
+                            help="prefork: replace a pool process after this many tasks "
+                                 "(default: worker_max_tasks_per_child)")
+        parser.add_argument("--max-memory-per-child", type=int, default=None,
+                            help="prefork: replace a pool process whose resident memory is over "
+                                 "this many KiB after a task (default: worker_max_memory_per_child)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        configure_logging(options["loglevel"])
+        queues = [q.strip() for q in options["queues"].split(",") if q.strip()] \
+            if options["queues"] else None
+        try:
+            worker = Worker(djtasks.app, queues=queues, concurrency=options["concurrency"],
+                            pool=options["pool"], hostname=options["hostname"],
+                            prefetch_multiplier=options["prefetch_multiplier"],
+                            beat=options["beat"],
+                            max_tasks_per_child=options["max_tasks_per_child"],
+                            max_memory_per_child=options["max_memory_per_child"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        try:
+            code = worker.run(out=self.stdout)
+        except OperationalError as exc:
+            raise CommandError(str(exc)) from exc
+        sys.exit(code)
