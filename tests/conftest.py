@@ -1,0 +1,1 @@
+"""Fixtures shared by every tier of the test suite."""

@@ -1,0 +1,158 @@
+"""Beat with real runbeat and runworker processes: timing, one leader, hand-over, changes.
+
+Runs over django:// on SQLite and PostgreSQL (the schedule then lives in the same
+database as the messages) and over RabbitMQ (schedule and results on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from djtasks.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from tests.integration.conftest import DATABASES, only_brokers, wait_until
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.django_db(transaction=True, databases=DATABASES),
+              only_brokers("django-sqlite", "django-postgres", "amqp")]
+
+MAX_INTERVAL = 1.0
+LEASE = 3.0
+BEAT_READY = r"beat: Starting"
+LEADER = r"is the leader"
+SENT = r"Scheduler: Sending due task"
+
+
+@pytest.fixture
+def beat_env(broker):
+    return {"DJTASKS_TESTS_MODELS_DB": broker.database,
+            "DJTASKS_BEAT_MAX_LOOP_INTERVAL": str(MAX_INTERVAL),
+            "DJTASKS_BEAT_LEASE_TIMEOUT": str(LEASE)}
+
+
+@pytest.fixture
+def stamps(tmp_path) -> Path:
+    return tmp_path / "stamps.txt"
+
+
+def runs(path: Path) -> list[float]:
+    """The execution times recorded by the stamp task, in order."""
+    if not path.exists():
+        return []
+    return sorted(float(line.split()[0]) for line in path.read_text().splitlines() if line)
+
+
+def add_entry(broker, queue, path, name="every-second", **schedule) -> PeriodicTask:
+    db = broker.database
+    if "crontab" in schedule:
+        crontab = CrontabSchedule.objects.using(db).create(**schedule["crontab"])
+        when = {"crontab": crontab}
+    else:
+        interval, _ = IntervalSchedule.objects.using(db).get_or_create(every=1, period="seconds")
+        when = {"interval": interval}
+    return PeriodicTask.objects.using(db).create(
+        name=name, task="tests.testapp.tasks.stamp", args=[str(path)], queue=queue, **when)
+
+
+def send_times(*beats) -> list[float]:
+    """When the beats logged each send, in order (the log's own clock, to the millisecond)."""
+    times = []
+    for beat in beats:
+        for line in beat.lines:
+            if re.search(SENT, line):
+                stamp = datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+                times.append(stamp.timestamp())
+    return sorted(times)
+
+
+def each_run_sent_once(stamps: Path, *beats) -> None:
+    """No run was sent twice (sends of a 1 s schedule are ~1 s apart) and every send ran once."""
+    sends = send_times(*beats)
+    gaps = [b - a for a, b in pairwise(sends)]
+    assert all(gap > 0.5 for gap in gaps), f"a run was sent twice: gaps between sends {gaps}"
+    wait_until(lambda: len(runs(stamps)) >= len(sends), timeout=20, message="every send ran")
+    assert len(runs(stamps)) == len(sends)
+
+
+def test_one_second_interval_runs_about_once_a_second(process_factory, broker, queue_name,
+                                                      beat_env, stamps):
+    add_entry(broker, queue_name, stamps)
+    process_factory("runworker", "-c", "2", ready=r" ready\.$")
+    beat = process_factory("runbeat", env=beat_env, ready=BEAT_READY)
+    wait_until(lambda: runs(stamps), timeout=20, message="a first run")
+    first = runs(stamps)[0]
+    wait_until(lambda: runs(stamps)[-1] >= first + 10, timeout=25, message="ten seconds of runs")
+    window = [t for t in runs(stamps) if first <= t < first + 10]
+    assert 8 <= len(window) <= 12, f"{len(window)} runs in 10 seconds"
+    assert beat.stop() == 0
+    each_run_sent_once(stamps, beat)
+
+
+def test_two_beats_send_each_run_exactly_once(process_factory, broker, queue_name, beat_env, stamps):
+    add_entry(broker, queue_name, stamps)
+    process_factory("runworker", "-c", "2", ready=r" ready\.$")
+    beats = [process_factory("runbeat", env=beat_env, ready=BEAT_READY) for _ in range(2)]
+    time.sleep(20)  # the behaviour under test is twenty seconds of two beats running
+    leaders = [b for b in beats if any(re.search(LEADER, line) for line in b.lines)]
+    assert len(leaders) == 1, "one leader while both ran"
+    for beat in beats:  # the first to stop hands the lease over: that is fine, and intended
+        assert beat.stop() == 0
+    sent = len(send_times(*beats))
+    assert 17 <= sent <= 22, f"{sent} runs sent in 20 seconds"
+    each_run_sent_once(stamps, *beats)
+
+
+def test_killed_leader_is_replaced_within_the_lease(process_factory, broker, queue_name,
+                                                    beat_env, stamps):
+    add_entry(broker, queue_name, stamps)
+    process_factory("runworker", "-c", "2", ready=r" ready\.$")
+    first = process_factory("runbeat", env=beat_env, ready=LEADER)
+    second = process_factory("runbeat", env=beat_env, ready=BEAT_READY)
+    wait_until(lambda: len(runs(stamps)) >= 3, timeout=20, message="three runs")
+    first.kill_group()
+    killed_at = time.time()
+    second.wait_for_line(LEADER, timeout=LEASE + 10)
+    wait_until(lambda: len([t for t in runs(stamps) if t > killed_at]) >= 3, timeout=20,
+               message="three runs after the hand-over")
+    second.stop()
+    gaps = [b - a for a, b in pairwise(send_times(first, second))]
+    assert max(gaps) <= LEASE + MAX_INTERVAL + 1, f"a gap longer than the lease: {gaps}"
+    each_run_sent_once(stamps, first, second)
+
+
+def test_entry_disabled_in_the_database_stops(process_factory, broker, queue_name, beat_env, stamps):
+    entry = add_entry(broker, queue_name, stamps)
+    process_factory("runworker", "-c", "2", ready=r" ready\.$")
+    process_factory("runbeat", env=beat_env, ready=BEAT_READY)
+    wait_until(lambda: len(runs(stamps)) >= 2, timeout=20, message="two runs")
+    PeriodicTask.objects.using(broker.database).filter(pk=entry.pk).update(enabled=False)
+    disabled_at = time.time()
+    time.sleep(MAX_INTERVAL + 3)  # long enough for runs that should no longer happen
+    late = [t for t in runs(stamps) if t > disabled_at + MAX_INTERVAL + 1]
+    assert late == [], "runs were sent after the entry was disabled"
+
+
+def test_second_crontab_fires_on_the_second(process_factory, broker, queue_name, beat_env, stamps):
+    add_entry(broker, queue_name, stamps, name="every-third-second",
+              crontab={"second": "*/3", "timezone": "UTC"})
+    process_factory("runworker", "-c", "2", ready=r" ready\.$")
+    beat = process_factory("runbeat", env=beat_env, ready=BEAT_READY)
+    lines = beat.wait_for_line(SENT, timeout=20, count=3)
+    for line in lines:
+        sent_at = datetime.strptime(line[1:20], "%Y-%m-%d %H:%M:%S")
+        assert sent_at.second % 3 == 0, line
+    wait_until(lambda: len(runs(stamps)) >= 3, timeout=20, message="three runs")
+
+
+def test_runworker_with_embedded_beat_sends_and_runs(process_factory, broker, queue_name,
+                                                     beat_env, stamps):
+    add_entry(broker, queue_name, stamps)
+    worker = process_factory("runworker", "-B", "-c", "2", env=beat_env, ready=r" ready\.$")
+    wait_until(lambda: len(runs(stamps)) >= 3, timeout=20, message="three runs")
+    assert worker.stop() == 0
+    each_run_sent_once(stamps, worker)
