@@ -1,0 +1,85 @@
+"""The client operations of the benchmark, done with djtasks (run inside ``bench.client``).
+
+Configured like any djtasks client: Django settings ``bench.settings`` plus the DJTASKS_*
+variables that ``bench.systems`` sets for the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django
+from django.db import connections
+
+django.setup()
+
+import djtasks  # noqa: E402 - the tasks' app needs the settings that setup() loaded
+from bench import queues  # noqa: E402
+from bench.benchapp.tasks import noop, number, stamp, total  # noqa: E402
+from djtasks.models import ChordCounter, ChordPart, GroupResult, QueueMessage, TaskResult  # noqa: E402
+
+#: What ``reset_results`` empties: results, django:// messages, the canvas' joins.
+TABLES = (TaskResult, QueueMessage, GroupResult, ChordCounter, ChordPart)
+
+
+class Side:
+    """djtasks' way of doing each step; ``bench.celery_side.Side`` has the same methods."""
+
+    def __init__(self) -> None:
+        self.app = djtasks.app
+        self.queue = self.app.router.queue(self.app.settings.task_default_queue)
+        self.connection = self.app.connection()
+        self.channel = self.connection.channel()
+
+    def send_noop(self, ignore_result: bool) -> str:
+        if ignore_result:
+            return noop.apply_async(ignore_result=True).id
+        return noop.delay().id
+
+    def send_stamp(self) -> str:
+        return stamp.delay().id
+
+    def roundtrip(self, timeout: float) -> None:
+        noop.delay().get(timeout=timeout)
+
+    def chord_header(self, n: int) -> list[Any]:
+        return [number.s(i) for i in range(n)]
+
+    def send_chord(self, header: list[Any]) -> Any:
+        return djtasks.chord(header)(total.s())
+
+    def wait(self, result: Any, timeout: float) -> Any:
+        """Return the result's value; djtasks' TimeoutError is a builtin TimeoutError."""
+        return result.get(timeout=timeout)
+
+    def state(self, task_id: str) -> str:
+        return self.app.AsyncResult(task_id).state
+
+    def value(self, task_id: str) -> Any:
+        return self.app.AsyncResult(task_id).get(timeout=10)
+
+    def queue_size(self) -> int:
+        return queues.size(self.queue, self.channel)
+
+    def purge(self) -> None:
+        queues.purge(self.queue, self.channel)
+
+    def delete_queue(self) -> None:
+        queues.delete(self.queue, self.channel, self.connection)
+
+    def reset_results(self) -> None:
+        """Empty the result, django:// queue and canvas tables of the bench databases.
+
+        They belong to the benchmark alone; vacuumed, so that every run starts alike.
+        """
+        for alias in connections:
+            with connections[alias].cursor() as cursor:
+                for model in TABLES:
+                    cursor.execute(f"DELETE FROM {model._meta.db_table}")
+                if connections[alias].vendor == "postgresql":
+                    tables = ", ".join(m._meta.db_table for m in TABLES)
+                    cursor.execute(f"VACUUM ANALYZE {tables}")
+
+    def close(self) -> None:
+        self.connection.release()
+        self.app.close()
