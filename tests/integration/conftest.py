@@ -226,10 +226,11 @@ def worker(broker: Broker, queue_name: str, django_db_setup: None) -> Iterator[W
 
 
 @pytest.fixture
-def process_factory(broker: Broker, queue_name: str, django_db_setup: None
-                    ) -> Iterator[Callable[..., WorkerProcess]]:
+def process_factory(request: pytest.FixtureRequest, broker: Broker, queue_name: str,
+                    django_db_setup: None) -> Iterator[Callable[..., WorkerProcess]]:
     """Start any manage.py command inside one test; every one is stopped at its end."""
     started: list[WorkerProcess] = []
+    request.node.started_processes = started  # read by the report hook when the test fails
 
     def factory(command: str, *args: str, env: dict | None = None,
                 ready: str | None = None) -> WorkerProcess:
@@ -279,8 +280,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
     if report.when == "call" and report.failed:
         # A failing behaviour test is read with the worker's side of the story beside it.
-        for name in ("worker",):
-            process = item.funcargs.get(name) if hasattr(item, "funcargs") else None
-            if isinstance(process, WorkerProcess):
-                report.sections.append((f"{name} log", process.log()))
+        module_worker = getattr(item, "funcargs", {}).get("worker")
+        if isinstance(module_worker, WorkerProcess):
+            report.sections.append(("worker log", module_worker.log()))
+        for number, process in enumerate(getattr(item, "started_processes", []), start=1):
+            report.sections.append((f"process {number} log", process.log()))
     return report
