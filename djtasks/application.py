@@ -19,6 +19,7 @@ from django.conf import settings as django_settings
 
 from djtasks import protocol
 from djtasks.backends.base import ResultBackend
+from djtasks.canvas.callbacks import eager_follow_up
 from djtasks.canvas.signature import Signature, signature_list
 from djtasks.conf import Settings, import_class
 from djtasks.conf import load as load_settings
@@ -34,6 +35,7 @@ from djtasks.signals import on_after_configure
 from djtasks.task import (
     Task,
     build_task,
+    call_lineage,
     check_call_options,
     check_options,
     check_priority,
@@ -143,9 +145,7 @@ class App:
             ignore_result = task.ignore_result
         parent = current_request()
         task_id = options.get("task_id") or protocol.new_task_id()
-        # Sent from inside a running task: that task is the parent, and its root the root.
-        parent_id = options.get("parent_id") or (parent.id if parent is not None else None)
-        root_id = options.get("root_id") or (parent and (parent.root_id or parent.id)) or task_id
+        parent_id, root_id = call_lineage(task_id, options.get("parent_id"), options.get("root_id"))
         message = protocol.TaskMessage(
             id=task_id,
             task=name,
@@ -186,10 +186,11 @@ class App:
 
     def apply_eagerly(self, task: Task, args: tuple, kwargs: dict, task_id: str | None,
                       throw: bool | None = None, **options: Any) -> EagerResult:
-        """Run ``task`` in this process and wrap its outcome (``Task.apply``)."""
+        """Run ``task`` in this process, then what it links to, and wrap its outcome (``Task.apply``)."""
+        check_call_options(options)
         propagate = self.settings.task_eager_propagates if throw is None else throw
         return run_eagerly(self, self.registered(task), args, kwargs, task_id, propagate=propagate,
-                           **options)
+                           options=options, follow_up=eager_follow_up(self, options))
 
     # -- results --------------------------------------------------------------------------
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult:  # noqa: N802 - Celery's name

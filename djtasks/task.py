@@ -136,6 +136,20 @@ def autoretry_options(task: Task, context: Context) -> dict[str, Any]:
     return options
 
 
+def call_lineage(task_id: str, parent_id: str | None = None,
+                 root_id: str | None = None) -> tuple[str | None, str]:
+    """Return the parent and root ids of call ``task_id``: as given, else from the running task.
+
+    A call made inside a running task is its child, and shares its root; a call made
+    elsewhere has no parent and is its own root.
+    """
+    running = current_request()
+    if running is not None:
+        parent_id = parent_id or running.id
+        root_id = root_id or running.root_id or running.id
+    return parent_id, root_id or task_id
+
+
 def retry_call_options(request: Context) -> dict[str, Any]:
     """Return the apply_async options that send ``request``'s task again, as it was sent.
 
@@ -174,10 +188,6 @@ CALL_OPTIONS = frozenset({
     # Time limits of this call, seconds (the timelimit header); else the task's, else the worker's.
     "time_limit", "soft_time_limit",
 })
-
-
-#: Options of the canvas that an eager call cannot honour in this release.
-EAGER_UNSUPPORTED = frozenset({"link", "link_error", "chain", "chord", "group_id"})
 
 
 class Task:
@@ -257,20 +267,18 @@ class Task:
         self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> AsyncResult | EagerResult:
-        """Publish a call; returns the AsyncResult to read its outcome back."""
+        """Publish a call; returns the AsyncResult to read its outcome back.
+
+        With ``task_always_eager`` the call is run here and now instead (``apply()``).
+        """
         args, kwargs = tuple(args or ()), dict(kwargs or {})
         if self.app.settings.task_always_eager:
-            # send_task checks these when publishing; eager mode must refuse the same calls.
+            # Celery's testing mode: run here and now, canvas options included (see apply()).
+            # The same calls as publishing refuses are refused, so a typo fails in tests too.
             check_call_options(options)
             if options.get("priority") is not None:
                 check_priority(options["priority"])
-            canvas = sorted(key for key in EAGER_UNSUPPORTED if options.get(key) is not None)
-            if canvas:
-                # Running the task alone would silently drop what follows it.
-                raise NotImplementedError(
-                    f"task_always_eager cannot run a canvas yet (got {', '.join(canvas)}): "
-                    f"run it with a worker, or djtasks.testing.InProcessWorker in tests")
-            return self.apply(args, kwargs, task_id=options.get("task_id"))
+            return self.apply(args, kwargs, **options)
         self.check_arguments(args, kwargs)
         return self.app.send_task(self.name, args, kwargs, _task=self, **options)
 
@@ -280,8 +288,11 @@ class Task:
     ) -> EagerResult:
         """Run the task here and now, and return its outcome as an EagerResult.
 
-        ``throw`` re-raises a failure (default: ``task_eager_propagates``); ``retries`` and
-        ``headers`` set those fields of ``self.request``.
+        ``throw`` re-raises a failure (default: ``task_eager_propagates``); ``retries``,
+        ``headers``, ``parent_id``, ``root_id``, ``group_id`` and ``group_index`` set those
+        fields of ``self.request``. What ``link``, ``link_error`` and ``chain`` set off runs
+        eagerly too, before a failure is re-raised. The other apply_async options are
+        accepted and mean nothing here, as in Celery.
         """
         return self.app.apply_eagerly(self, tuple(args or ()), dict(kwargs or {}), task_id, **options)
 

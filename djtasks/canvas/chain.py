@@ -12,7 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from djtasks.canvas.signature import Signature, maybe_signature, read_options, signature_list
+from djtasks.canvas.signature import (
+    Signature,
+    maybe_signature,
+    read_options,
+    signature_list,
+    top_result,
+)
 from djtasks.protocol import new_task_id
 
 if TYPE_CHECKING:
@@ -75,6 +81,44 @@ class chain(Signature):  # noqa: N801 - Celery's name
     def apply_async(self, args: Sequence[Any] | None = None,
                     kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
         """Send the first step with the rest in its ``chain``; return the last step's result."""
+        if self.always_eager:
+            return self.apply(args, kwargs, **options)
+        steps, root_id, parent_id, after = self._placed_steps(args, kwargs, options)
+        results = self.freeze_steps(steps, root_id=root_id, parent_id=parent_id)
+        first, rest = steps[0], steps[1:]
+        remaining = after + [step.to_dict() for step in reversed(rest)]
+        send: dict[str, Any] = {"chain": remaining} if remaining else {}
+        if root_id is not None:
+            send["root_id"] = root_id
+        if parent_id is not None:
+            send["parent_id"] = parent_id
+        first.apply_async(**send)
+        return results[-1]
+
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> Any:
+        """Run every step here and now, each fed the value of the one before.
+
+        Returns the last step's result, linked by ``.parent`` back to the first step's, as
+        when the chain is sent. As in Celery, a failed step stops the chain: unless it is
+        the last step (whose failure is the result), its exception is raised from here,
+        by the step itself with ``task_eager_propagates``, else by reading its value.
+        """
+        steps, root_id, parent_id, after = self._placed_steps(args, kwargs, options)
+        if after:  # the steps that follow this whole chain run after its last step
+            steps[-1].options["chain"] = after
+        self.freeze_steps(steps, root_id=root_id, parent_id=parent_id)
+        result = steps[0].apply()
+        for step in steps[1:]:
+            # get() re-raises the failure of the step before: nothing after it runs.
+            previous, result = result, step.apply((result.get(),), parent_id=result.id)
+            top_result(result).parent = previous
+        return result
+
+    def _placed_steps(self, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None,
+                      options: Mapping[str, Any]) -> tuple[list[Signature], Any, Any, list[Any]]:
+        """Return the steps with the call's options placed, its root and parent ids, and the
+        steps that follow the whole chain (``chain`` embed, last step first)."""
         options = {**self.options, **options}
         steps = self.prepared_steps(args, kwargs)
         if not steps:
@@ -94,16 +138,7 @@ class chain(Signature):  # noqa: N801 - Celery's name
         # a chord's body) run after its own last step: they go first in the reversed list.
         after = list(final_options.pop("chain", None) or [])
         steps[-1].options.update(final_options)
-        results = self.freeze_steps(steps, root_id=root_id, parent_id=parent_id)
-        first, rest = steps[0], steps[1:]
-        remaining = after + [step.to_dict() for step in reversed(rest)]
-        send: dict[str, Any] = {"chain": remaining} if remaining else {}
-        if root_id is not None:
-            send["root_id"] = root_id
-        if parent_id is not None:
-            send["parent_id"] = parent_id
-        first.apply_async(**send)
-        return results[-1]
+        return steps, root_id, parent_id, after
 
     def prepared_steps(self, args: Sequence[Any] | None = None,
                        kwargs: Mapping[str, Any] | None = None) -> list[Signature]:
@@ -136,7 +171,7 @@ class chain(Signature):  # noqa: N801 - Celery's name
         for index, step in enumerate(steps):
             result = step.freeze(first_id if index == 0 else None, root_id=root_id)
             if results:
-                _top_of(result).parent = results[-1]
+                top_result(result).parent = results[-1]
             results.append(result)
         if parent_id is not None:
             steps[0].options.setdefault("parent_id", parent_id)
@@ -158,10 +193,3 @@ class chain(Signature):  # noqa: N801 - Celery's name
 def _first_app(steps: list[Signature]) -> App | None:
     return next((step._app for step in steps if step._app is not None), None)
 
-
-def _top_of(result: Any) -> Any:
-    # A chord step's result is its body's, whose parent is the header group: the step
-    # before becomes the parent of the topmost result not yet linked.
-    while getattr(result, "parent", None) is not None:
-        result = result.parent
-    return result

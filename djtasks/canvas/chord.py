@@ -13,7 +13,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from djtasks.canvas.group import group
-from djtasks.canvas.signature import Signature, maybe_signature, read_options, signature_list
+from djtasks.canvas.signature import (
+    Signature,
+    maybe_signature,
+    read_options,
+    signature_list,
+    top_result,
+)
 from djtasks.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
@@ -112,21 +118,11 @@ class chord(Signature):  # noqa: N801 - Celery's name
     def apply_async(self, args: Sequence[Any] | None = None,
                     kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
         """Register the join, then send the header; return the body's result."""
+        if self.always_eager:
+            return self.apply(args, kwargs, **options)
         options = {**self.options, **options}
-        body = self._require_body().clone()
-        for key in BODY_OPTIONS:
-            if key not in options:
-                continue
-            value = options.pop(key)
-            if key in ("link", "link_error"):
-                for sig in signature_list(value, self._app):
-                    getattr(body, key)(sig)
-            elif key == "chain":
-                body.options["chain"] = list(body.options.get("chain") or []) + list(value or [])
-            else:
-                body.options[key] = value
-        header = group(*[task.clone(args, kwargs) for task in self.header.tasks], app=self._app,
-                       **self.header.options)
+        body = self._placed_body(options)
+        header = self._header_for(args, kwargs)
         sending = chord(header, body, app=self._app)
         root_id, parent_id = options.get("root_id"), options.get("parent_id")
         result = sending.freeze(body.options.get("task_id"), root_id=root_id, parent_id=parent_id)
@@ -146,3 +142,41 @@ class chord(Signature):  # noqa: N801 - Celery's name
                 member.options.setdefault(key, value)
             member.apply_async(root_id=root_id, parent_id=parent_id)
         return result
+
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              propagate: bool = True, **options: Any) -> Any:
+        """Run the header here and now, then the body with its values; return the body's result.
+
+        The result's ``.parent`` is the header's GroupResult, as when the chord is sent. As
+        in Celery, a failed header task raises its exception from here and the body does
+        not run, unless ``propagate`` is false: the body then gets the exception as a value.
+        """
+        options = {**self.options, **options}
+        body = self._placed_body(options)
+        header_result = self._header_for(args, kwargs).apply(**options)
+        # Member by member: the values are here already, nothing is waited for.
+        values = [member.get(propagate=propagate) for member in header_result.results]
+        last = header_result.results[-1].id if header_result.results else options.get("parent_id")
+        result = body.apply((values,), root_id=options.get("root_id"), parent_id=last)
+        top_result(result).parent = header_result
+        return result
+
+    def _placed_body(self, options: dict[str, Any]) -> Signature:
+        """Return a copy of the body given the options of ``options`` that are its own."""
+        body = self._require_body().clone()
+        for key in BODY_OPTIONS:
+            if key not in options:
+                continue
+            value = options.pop(key)
+            if key in ("link", "link_error"):
+                for sig in signature_list(value, self._app):
+                    getattr(body, key)(sig)
+            elif key == "chain":
+                body.options["chain"] = list(body.options.get("chain") or []) + list(value or [])
+            else:
+                body.options[key] = value
+        return body
+
+    def _header_for(self, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None) -> group:
+        return group(*[task.clone(args, kwargs) for task in self.header.tasks], app=self._app,
+                     **self.header.options)

@@ -54,9 +54,17 @@ class _MapSignature(Signature):
 
     def apply_async(self, args: Sequence[Any] | None = None,
                     kwargs: Mapping[str, Any] | None = None, **options: Any) -> Any:
+        if self.always_eager:
+            return self.apply(args, kwargs, **options)
         # Sent by name: the built-in task's arguments are the wire forms.
         data = self.to_dict()
         return self.app.send_task(self.builtin, (), data["kwargs"], **{**self.options, **options})
+
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> Any:
+        """Run the built-in task here and now over every item; return its EagerResult."""
+        builtin = self.app.tasks[self.builtin]
+        return builtin.apply((), self.to_dict()["kwargs"], **{**self.options, **options})
 
 
 class xmap(_MapSignature):  # noqa: N801 - Celery's name
@@ -109,6 +117,11 @@ class chunks(Signature):  # noqa: N801 - Celery's name
     def apply_async(self, args: Sequence[Any] | None = None,
                     kwargs: Mapping[str, Any] | None = None, **options: Any) -> GroupResult:
         return self.group().apply_async(**options)
+
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> GroupResult:
+        """Run every chunk here and now; return the GroupResult of their eager results."""
+        return self.group().apply(**options)
 
     def __call__(self, **options: Any) -> GroupResult:
         return self.apply_async(**options)

@@ -101,6 +101,22 @@ class group(Signature):  # noqa: N801 - Celery's name
     def apply_async(self, args: Sequence[Any] | None = None,
                     kwargs: Mapping[str, Any] | None = None, **options: Any) -> GroupResult:
         """Send every member with ``args`` prepended (unless immutable); return a GroupResult."""
+        if self.always_eager:
+            return self.apply(args, kwargs, **options)
+        return self._call_members(args, kwargs, options, eager=False)
+
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> GroupResult:
+        """Run every member here and now, in order; return a GroupResult of their outcomes.
+
+        The members' results are eager ones, so the GroupResult answers without the result
+        backend. With ``task_eager_propagates`` a failed member raises at once, and the
+        members after it do not run.
+        """
+        return self._call_members(args, kwargs, options, eager=True)
+
+    def _call_members(self, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None,
+                      options: Mapping[str, Any], eager: bool) -> GroupResult:
         options = {**self.options, **options}
         placement = {key: options.pop(key) for key in PLACEMENT_OPTIONS if key in options}
         if placement.get("chain"):
@@ -110,10 +126,15 @@ class group(Signature):  # noqa: N801 - Celery's name
         sending = group(*members, app=self._app, task_id=placement.get("task_id"))
         result = sending.freeze(chord=placement.get("chord"), root_id=options.get("root_id"),
                                 parent_id=options.get("parent_id"))
+        outcomes = []
         for member in members:
             for callback in signature_list(placement.get("link"), self._app):
                 member.link(callback.clone())
-            member.apply_async(root_id=options.get("root_id"), parent_id=options.get("parent_id"))
+            call = member.apply if eager else member.apply_async
+            outcomes.append(call(root_id=options.get("root_id"), parent_id=options.get("parent_id")))
+        if eager:
+            # The frozen results would ask the backend; the eager ones hold their outcome.
+            result.results = outcomes
         return result
 
 

@@ -189,6 +189,20 @@ class Signature:
             return self.app.send_task(self.task, merged_args, merged_kwargs, **merged_options)
         return task.apply_async(merged_args, merged_kwargs, **merged_options)
 
+    def apply(self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+              **options: Any) -> Any:
+        """Run the call here and now, whatever ``task_always_eager`` says; return its EagerResult.
+
+        As ``Task.apply``: handlers and signals fire, and what is linked to it runs eagerly too.
+        """
+        merged_args, merged_kwargs = self._merge(args, kwargs)
+        return self.type.apply(merged_args, merged_kwargs, **{**self.options, **options})
+
+    @property
+    def always_eager(self) -> bool:
+        """True when the app runs every call here and now (``task_always_eager``)."""
+        return bool(self.app.settings.task_always_eager)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the task inline, in this process, with the partials applied."""
         merged_args, merged_kwargs = self._merge(args, kwargs)
@@ -242,3 +256,14 @@ def read_options(options: Mapping[str, Any] | None, app: App | None) -> dict[str
     if isinstance(ready.get("chord"), Mapping):
         ready["chord"] = Signature.from_dict(ready["chord"], app)
     return ready
+
+
+def top_result(result: Any) -> Any:
+    """Return the first result up ``result``'s parents: where the call before it hangs on.
+
+    A chord's result is its body's, whose parent is the header group: the step before the
+    chord becomes the parent of the topmost result not yet linked.
+    """
+    while getattr(result, "parent", None) is not None:
+        result = result.parent
+    return result

@@ -215,9 +215,12 @@ class EagerResult(AsyncResult):
     """The outcome of a task run in this process (``apply()``, ``task_always_eager``)."""
 
     def __init__(self, id: str, meta: ResultMeta, app: App | None = None, *,  # noqa: A002
-                 parent: AsyncResult | None = None) -> None:
+                 parent: AsyncResult | None = None, children: list[Any] | None = None) -> None:
         super().__init__(id, app=app, task_name=meta.task_name, parent=parent)
         self._meta = meta
+        # The results of what the run set off (callbacks, errbacks, the next chain step):
+        # eager ones, which the backend never stored.
+        self._children = list(children or [])
 
     def __repr__(self) -> str:
         return f"<EagerResult: {self.id}>"

@@ -10,7 +10,6 @@ Everything here runs in the pool member that executed the task, as Celery's does
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,7 +18,8 @@ from djtasks import states
 from djtasks.application import App
 from djtasks.backends.base import exception_from_dict, exception_to_dict
 from djtasks.canvas import Signature, chain, chord, group
-from djtasks.exceptions import ChordError, NotRegistered
+from djtasks.canvas.callbacks import call_callbacks, call_errbacks
+from djtasks.exceptions import ChordError
 from djtasks.protocol import TaskMessage
 from djtasks.task import Context
 
@@ -35,16 +35,9 @@ class Workflow:
     # -- success ----------------------------------------------------------------------------
     def on_success(self, message: TaskMessage, value: Any) -> list[str]:
         """Send the callbacks and the next chain step with ``value``; return the ids sent."""
-        sent: list[str] = []
         origin = {"parent_id": message.id, "root_id": message.root_id or message.id}
-        for data in message.callbacks or ():
-            callback = Signature.from_dict(data, self.app)
-            sent += result_ids(callback.apply_async((value,), **origin))
-        if message.chain:
-            remaining = list(message.chain)
-            step = Signature.from_dict(remaining.pop(), self.app)
-            sent += result_ids(step.apply_async((value,), chain=remaining, **origin))
-        return sent
+        sent = call_callbacks(self.app, message.callbacks or (), message.chain or (), value, origin)
+        return ids_of(sent)
 
     # -- failure ----------------------------------------------------------------------------
     def on_failure(self, message: TaskMessage, request: Context, exc: BaseException,
@@ -56,24 +49,9 @@ class Workflow:
 
     def call_errbacks(self, errbacks: Iterable[Any], request: Context, exc: BaseException,
                       traceback: str | None) -> list[str]:
-        """Call each errback as Celery does; return the ids of those sent as tasks.
-
-        A task whose body takes more than one argument is called here and now with
-        ``(request, exc, traceback)``; any other errback is sent with the failed task's id.
-        """
-        sent: list[str] = []
-        for data in errbacks:
-            errback = Signature.from_dict(data, self.app)
-            try:
-                if takes_request(errback, self.app):
-                    errback(request, exc, traceback)
-                else:
-                    sent += result_ids(errback.apply_async(
-                        (request.id,), parent_id=request.id, root_id=request.root_id or request.id))
-            except Exception:
-                # One broken errback must not keep the others, or the worker, from going on.
-                logger.exception("Errback %r of task %s raised", errback, request.id)
-        return sent
+        """Call each errback as Celery does (see canvas.callbacks); return the ids sent."""
+        sent = call_errbacks(self.app, errbacks, request, exc, traceback)
+        return ids_of(sent)
 
     def fail_steps(self, steps: Iterable[Any], exc: BaseException, traceback: str) -> None:
         """Store FAILURE for every task of ``steps`` (chain steps that will never run)."""
@@ -119,20 +97,6 @@ class Workflow:
         return sent
 
 
-def takes_request(errback: Signature, app: App) -> bool:
-    """True when the errback's task takes ``(request, exc, traceback)`` (more than one arg)."""
-    try:
-        run = app.tasks[errback.task].run
-    except NotRegistered:
-        return False
-    try:
-        parameters = inspect.signature(run).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) > 1 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
-
-
 def final_signature(sig: Signature) -> Signature:
     """The call whose outcome is the outcome of ``sig`` (a chain's last step, a chord's body)."""
     if isinstance(sig, chain):
@@ -140,6 +104,11 @@ def final_signature(sig: Signature) -> Signature:
     if isinstance(sig, chord) and sig.body is not None:
         return final_signature(sig.body)
     return sig
+
+
+def ids_of(results: Iterable[Any]) -> list[str]:
+    """Task ids of the results of calls just sent (AsyncResults or GroupResults)."""
+    return [task_id for result in results for task_id in result_ids(result)]
 
 
 def result_ids(value: Any, frozen: bool = False) -> list[str]:

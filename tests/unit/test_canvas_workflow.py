@@ -7,7 +7,6 @@ tests/integration/test_canvas.py; here they pin the semantics quickly.
 from __future__ import annotations
 
 import pytest
-from django.test import override_settings
 
 import djtasks
 from djtasks import states
@@ -195,12 +194,6 @@ def test_tasks_sent_inside_a_task_are_its_children_and_the_graph_shows_them():
     text = str(result.graph)
     assert result.id in text
     assert all(task_id in text for task_id in ids)
-
-
-def test_eager_mode_refuses_a_canvas_instead_of_dropping_its_steps():
-    with override_settings(DJTASKS={"task_always_eager": True}), \
-            pytest.raises(NotImplementedError, match="task_always_eager cannot run a canvas yet"):
-        (tasks.add.s(1, 1) | tasks.add.s(1))()
 
 
 def test_a_task_id_given_to_a_chain_is_its_last_steps():
