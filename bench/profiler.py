@@ -20,6 +20,8 @@ class Profiler:
 
     def __init__(self, pid: int, output: Path, idle: bool = False) -> None:
         exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        if not Path(exe).exists():
+            raise SystemExit("--profile needs py-spy, which is not a dependency: pip install py-spy")
         argv = [exe, "record", "--pid", str(pid), "--subprocesses", "--format", "raw",
                 "--rate", "200", "--nonblocking", "--output", str(output)]
         if idle:

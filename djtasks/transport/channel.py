@@ -6,6 +6,7 @@ import threading
 from collections import deque
 from datetime import timedelta
 from queue import Empty
+from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
@@ -31,6 +32,13 @@ if TYPE_CHECKING:
     from djtasks.transport.django import Transport
 
 Row = tuple[int, str, int, int]
+
+#: Seconds a queue found empty is not asked again while another queue is delivering.
+#: kombu's fair cycle asks every consumed queue in turn, so a busy worker's quiet queues
+#: (its remote-control mailbox above all) cost a query per message without this. Once no
+#: queue delivers, the transport forgets these marks before it waits: an idle consumer
+#: still sees every queue at once.
+QUIET_RECHECK = 0.05
 
 
 class Channel(DurableBindings, virtual.Channel):
@@ -59,6 +67,7 @@ class Channel(DurableBindings, virtual.Channel):
         self._lease_lock = threading.Lock()
         self._no_ack_queues: set[str] = set()
         self._renewer: Renewer | None = None
+        self._found_empty: dict[str, float] = {}  # queue -> when a fetch last found nothing
 
     # -- publish ---------------------------------------------------------------------
 
@@ -84,9 +93,21 @@ class Channel(DurableBindings, virtual.Channel):
     def _get(self, queue: str, timeout: float | None = None) -> dict:
         buffered = self._buffer.get(queue)
         if not buffered:
+            found_empty = self._found_empty.get(queue)
+            if found_empty is not None and monotonic() - found_empty < QUIET_RECHECK:
+                raise Empty()
             no_ack = queue in self._no_ack_queues
-            buffered = self._fetch(queue, 1 if no_ack else self._fetch_size(), no_ack)
+            try:
+                buffered = self._fetch(queue, 1 if no_ack else self._fetch_size(), no_ack)
+            except Empty:
+                self._found_empty[queue] = monotonic()
+                raise
+            self._found_empty.pop(queue, None)
         return self._to_message(buffered.popleft())
+
+    def forget_empty_queues(self) -> None:
+        """Ask every queue again at the next ``_get`` (see QUIET_RECHECK)."""
+        self._found_empty.clear()
 
     def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
         """Take one message now, or return None; leases one row, not a batch."""

@@ -112,6 +112,8 @@ class Transport(virtual.Transport):
             try:
                 self.cycle.get(self._deliver, timeout=timeout)
             except Empty:
+                for channel in self.channels:
+                    channel.forget_empty_queues()
                 if self._listen():
                     continue  # a publish before LISTEN took effect sent us nothing
                 remaining = None if deadline is None else deadline - monotonic()

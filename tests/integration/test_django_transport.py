@@ -410,6 +410,35 @@ def test_query_counts(broker, alias, batch):
     assert not messages(alias).exists()
 
 
+def test_a_quiet_queue_is_asked_once_while_another_delivers(broker, alias, monkeypatch):
+    # A recheck window longer than the test: what is pinned is the rule, not the timing.
+    monkeypatch.setattr("djtasks.transport.channel.QUIET_RECHECK", 3600.0)
+    conn = broker()
+    busy, quiet = make_queue("transport-busy"), make_queue("transport-quiet")
+    quiet(conn.default_channel).declare()
+    for n in range(10):
+        publish(conn, n, busy)
+    received = []
+
+    def on_message(body, message):
+        received.append(body)
+        message.ack()
+
+    with Consumer(conn, [busy, quiet], callbacks=[on_message], prefetch_count=1):
+        with CaptureQueriesContext(connections[alias]) as draining:
+            while len(received) < 10:
+                conn.drain_events(timeout=10)
+        asked = [q for q in draining.captured_queries if "transport-quiet" in q["sql"]]
+        assert len(asked) == 1, asked  # not once per message, as kombu's fair cycle would
+
+        # Nothing left to deliver: the consumer forgets what it found empty before it waits,
+        # so a message for the quiet queue is taken at once.
+        publish(conn, "late", quiet)
+        while len(received) < 11:
+            conn.drain_events(timeout=10)
+    assert received == [*range(10), "late"]
+
+
 # -- child processes ------------------------------------------------------------------------
 
 
