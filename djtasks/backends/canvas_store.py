@@ -21,6 +21,7 @@ from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from djtasks.backends.base import ChordJoin, ResultBackend
+from djtasks.backends.in_lists import in_batches
 from djtasks.models import ChordCounter, ChordPart, GroupResult, RevokedTask, TaskResult
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ class CanvasStore(ResultBackend):
         if failed_task_id is not None:
             error = results.filter(task_id=failed_task_id).values_list("result", flat=True).first()
             return ChordJoin(group_id, body, tuple(member_ids), failed_task_id=failed_task_id, error=error)
-        values = dict(results.filter(task_id__in=member_ids).values_list("task_id", "result"))
+        values = {task_id: value for batch in in_batches(member_ids)
+                  for task_id, value in results.filter(task_id__in=batch).values_list("task_id", "result")}
         return ChordJoin(group_id, body, tuple(member_ids), results=[values.get(i) for i in member_ids])
 
     def revoke(self, task_ids: Sequence[str], expires: datetime | None) -> None:
@@ -117,8 +119,9 @@ class CanvasStore(ResultBackend):
     def revoked(self, task_ids: Sequence[str]) -> set[str]:
         if not task_ids:
             return set()
-        return set(RevokedTask.objects.using(self.alias).active(timezone.now())
-                   .filter(task_id__in=task_ids).values_list("task_id", flat=True))
+        active = RevokedTask.objects.using(self.alias).active(timezone.now())
+        return {task_id for batch in in_batches(task_ids)
+                for task_id in active.filter(task_id__in=batch).values_list("task_id", flat=True)}
 
     def revoked_since(self, since: datetime | None) -> tuple[set[str], datetime | None]:
         rows = RevokedTask.objects.using(self.alias).active(timezone.now())

@@ -21,6 +21,7 @@ from djtasks import states
 from djtasks.backends.base import ExecutionInfo, ResultMeta, changed
 from djtasks.backends.canvas_store import CanvasStore
 from djtasks.backends.expiry import delete_expired
+from djtasks.backends.in_lists import in_batches
 from djtasks.backends.listener import NotificationListener
 from djtasks.models import TaskResult
 
@@ -114,12 +115,12 @@ class DatabaseBackend(CanvasStore):
         return ResultMeta(task_id) if row is None else _meta_from_row(task_id, row)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultMeta]:
-        """Read every id in one query; the dict follows the order of ``task_ids``."""
+        """Read the ids in one query (one per 10,000); the dict follows the order of ``task_ids``."""
         found: dict[str, ResultMeta] = {}
-        if task_ids:
-            rows = (TaskResult.objects.using(self.alias).filter(task_id__in=task_ids).order_by()
+        for batch in in_batches(task_ids):
+            rows = (TaskResult.objects.using(self.alias).filter(task_id__in=batch).order_by()
                     .values_list("task_id", *_META_COLUMNS))
-            found = {task_id: _meta_from_row(task_id, row) for task_id, *row in rows}
+            found.update((task_id, _meta_from_row(task_id, row)) for task_id, *row in rows)
         return {task_id: found[task_id] if task_id in found else ResultMeta(task_id) for task_id in task_ids}
 
     def forget(self, task_id: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 import threading
 from datetime import timedelta
 
@@ -102,6 +103,44 @@ def test_a_chord_completes_once_with_results_in_member_order(backend):
     counter = ChordCounter.objects.using(backend.alias).get(group_id="c-1")
     assert (counter.total, counter.remaining, counter.failed) == (6, 0, False)
     assert not ChordPart.objects.using(backend.alias).filter(group_id="c-1").exists()
+
+
+#: More ids than one statement can name in a default SQLite build (32,766 host parameters).
+MANY = 40_000
+
+
+@pytest.fixture
+def sqlite_default_limits(backend):
+    """Give the SQLite connection the limit of a default build (this one allows 250,000)."""
+    db = connections[backend.alias]
+    if db.vendor == "sqlite":
+        db.ensure_connection()
+        db.connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+
+
+def test_a_chord_larger_than_one_statement_can_name_joins(backend, sqlite_default_limits):
+    members = [f"big-{i}" for i in range(MANY)]
+    backend.start_chord("c-big", members, BODY)
+    store_results(backend, {task_id: i for i, task_id in enumerate(members)})
+    # Every member but the last has counted (counting 40,000 one by one would be slow).
+    ChordCounter.objects.using(backend.alias).filter(group_id="c-big").update(remaining=1)
+
+    join = part_done(backend, "c-big", members[-1])
+
+    assert join.results == list(range(MANY))
+
+
+def test_reading_more_ids_than_one_statement_can_name(backend, sqlite_default_limits):
+    ids = [f"many-{i}" for i in range(MANY)]
+    store_results(backend, {ids[0]: "first", ids[-1]: "last"})
+    backend.revoke([ids[-1]], expires=None)
+
+    metas = backend.get_many(ids)
+
+    assert list(metas) == ids
+    assert (metas[ids[0]].result, metas[ids[-1]].result) == ("first", "last")
+    assert metas[ids[1]].status == states.PENDING
+    assert backend.revoked(ids) == {ids[-1]}
 
 
 def test_a_member_without_a_stored_result_joins_as_none(backend):
