@@ -274,8 +274,8 @@ class Task:
         args, kwargs = tuple(args or ()), dict(kwargs or {})
         if self.app.settings.task_always_eager:
             # Celery's testing mode: run here and now, canvas options included (see apply()).
-            # The same calls as publishing refuses are refused, so a typo fails in tests too.
-            check_call_options(options)
+            # The same calls as publishing refuses are refused, so a typo fails in tests too:
+            # apply() checks the options, and the priority is checked here.
             if options.get("priority") is not None:
                 check_priority(options["priority"])
             return self.apply(args, kwargs, **options)
