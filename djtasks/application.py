@@ -15,7 +15,9 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.apps import apps as django_apps
 from django.conf import settings as django_settings
+from django.db import router as django_router
 
 from djtasks import protocol
 from djtasks.backends.base import ResultBackend
@@ -41,6 +43,7 @@ from djtasks.task import (
     check_priority,
     current_request,
 )
+from djtasks.transport.aliases import broker_alias
 from djtasks.utils.annotations import annotated_copy, annotation_options
 
 
@@ -209,6 +212,14 @@ class App:
     @cached_property
     def publisher(self) -> Publisher:
         return Publisher(self.settings)
+
+    def databases(self) -> set[str]:
+        """Return the aliases of the databases this app's broker, results and tables use."""
+        found = {alias for alias in [broker_alias(self.settings.broker_url),
+                                     getattr(self.backend, "alias", None)] if alias}
+        found.update(django_router.db_for_write(model)
+                     for model in django_apps.get_app_config("djtasks").get_models())
+        return found
 
     def connection(self) -> Any:
         """Return a new kombu connection to the broker (the worker's own, not the pool's)."""

@@ -120,6 +120,10 @@ _OPTIONS = (
            "seconds a beat's leadership lasts unless renewed; a dead leader is replaced after it",
            "float"),
     Option("enable_utc", bool, True, "message times are in UTC", "bool"),
+    Option("database_retry_timeout", (int, float), 300.0,
+           "seconds runworker and runbeat wait out a database that keeps failing (locked, "
+           "restarted, unreachable), retrying with backoff, before they stop with an error; "
+           "None: retry for ever", "float", nullable=True),
 )
 OPTIONS: Mapping[str, Option] = MappingProxyType({o.key: o for o in _OPTIONS})
 

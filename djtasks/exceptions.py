@@ -17,6 +17,10 @@ class OperationalError(DjtasksError):
     """The broker could not be reached after the retry policy ran out."""
 
 
+class DatabaseUnavailable(DjtasksError):
+    """A database kept failing for longer than ``database_retry_timeout``: the process stops."""
+
+
 class ProtocolError(DjtasksError):
     """A message does not follow Celery's task message protocol v2."""
 

@@ -23,6 +23,7 @@ from djtasks.backends.canvas_store import CanvasStore
 from djtasks.backends.expiry import delete_expired
 from djtasks.backends.in_lists import in_batches
 from djtasks.backends.listener import NotificationListener
+from djtasks.backends.outages import retried_write
 from djtasks.models import TaskResult
 
 RESULTS_CHANNEL = "djtasks_results"
@@ -51,6 +52,7 @@ class DatabaseBackend(CanvasStore):
         """``django-db`` is the default database; ``django-db://<alias>`` names another."""
         return cls(urlsplit(url).hostname or "default")
 
+    @retried_write
     def store(self, task_id: str, status: str, result: Any = None, *, traceback: str = "",
               info: ExecutionInfo | None = None) -> None:
         now = timezone.now()

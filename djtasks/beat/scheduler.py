@@ -18,12 +18,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, router, transaction
 from django.utils import timezone
 
 from djtasks.application import App
+from djtasks.backends.outages import Outage
 from djtasks.beat.lease import Lease
 from djtasks.beat.stores import DatabaseStore, Entry
+from djtasks.models import PeriodicTask
+from djtasks.transport.aliases import broker_alias
 
 logger = logging.getLogger("djtasks.beat")
 #: The shortest sleep between two loops, so that a schedule due "now" cannot spin.
@@ -50,12 +53,23 @@ class BaseScheduler(ABC):
         """Release what the scheduler holds (a no-op by default)."""
 
     def run(self, stop: threading.Event) -> None:
-        """Tick until ``stop`` is set. An error in one tick is logged; the next tick retries."""
-        self.setup()
+        """Tick until ``stop`` is set. An error in one tick is logged; the next tick retries.
+
+        A database error (locked, restarted, gone) is waited out with backoff, logged once
+        per incident; past ``database_retry_timeout`` DatabaseUnavailable ends the loop.
+        """
+        outage = Outage("beat", self.app.settings.database_retry_timeout, log=logger)
+        prepared = False
         try:
             while not stop.is_set():
                 try:
+                    if not prepared:  # several beats starting at once write the same rows
+                        self.setup()
+                        prepared = True
                     pause = self.tick()
+                    outage.succeeded()
+                except DatabaseError as exc:
+                    pause = outage.failed(exc)
                 except Exception:
                     logger.exception("beat: the scheduler's loop failed; trying again")
                     close_old_connections()
@@ -74,6 +88,10 @@ class DatabaseScheduler(BaseScheduler):
         self.store = DatabaseStore(app)
         holder = holder or f"beat-{os.getpid()}@{socket.gethostname()}"
         self.lease = Lease(holder, app.settings.beat_lease_timeout, clock=clock)
+        self.db = router.db_for_write(PeriodicTask)
+        # On django:// over the schedule's own database, a publish is a row in the claim's
+        # transaction: both commit or neither does.
+        self.publish_joins_claim = broker_alias(app.settings.broker_url) == self.db
 
     def setup(self) -> None:
         names = self.store.sync_static()
@@ -107,25 +125,43 @@ class DatabaseScheduler(BaseScheduler):
         return next_check
 
     def send(self, entry: Entry, now: datetime) -> bool:
-        """Claim the run and publish it in one transaction; False if another beat had it.
+        """Claim the run and publish it; False if another beat had it or the publish failed.
 
-        With the django:// broker on the same database the publish is part of the claim;
-        with another broker a failed publish rolls the claim back, so the run is retried.
+        A run is sent at most once. With the django:// broker on the schedule's database the
+        publish is part of the claim's transaction (exactly once). With another broker the
+        claim commits first and the publish follows: a publish that fails gives the claim
+        back, so the run stays due; a claim that could not commit never published.
         """
-        try:
-            with transaction.atomic():
+        if self.publish_joins_claim:
+            with transaction.atomic(using=self.db):
                 if not self.store.claim(entry, now):
                     return False
-                logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
-                self.app.send_task(entry.task, entry.args, entry.kwargs,
-                                   **send_options(entry, now))
+                return self.publish(entry, now, give_back=False)
+        if not self.store.claim(entry, now):
+            return False
+        return self.publish(entry, now, give_back=True)
+
+    def publish(self, entry: Entry, now: datetime, give_back: bool) -> bool:
+        logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
+        try:
+            self.app.send_task(entry.task, entry.args, entry.kwargs, **send_options(entry, now))
+        except DatabaseError:
+            raise  # the claim's transaction is broken too: the loop waits the outage out
         except Exception:
             logger.exception("beat: could not send %s (%s); it stays due", entry.name, entry.task)
+            if give_back:
+                self.store.unclaim(entry, now)
+            else:
+                transaction.set_rollback(True, using=self.db)
             return False
         return True
 
     def close(self) -> None:
-        self.lease.release()
+        try:
+            self.lease.release()
+        except DatabaseError as exc:  # it expires by itself
+            logger.warning("beat: could not give the lease up (%s); it expires in %g s",
+                           exc, self.lease.timeout)
         close_old_connections()
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import TextIO
 
 from djtasks.application import App
+from djtasks.backends.sqlite import prepare_sqlite
 from djtasks.beat.scheduler import BaseScheduler
 from djtasks.conf import censor_url, import_class
+from djtasks.exceptions import DatabaseUnavailable
 
 logger = logging.getLogger("djtasks.beat")
 
@@ -45,19 +48,39 @@ def run_until_signalled(app: App, scheduler: BaseScheduler, out: TextIO) -> int:
     signal.signal(signal.SIGINT, on_signal)
     out.write(banner(app, scheduler))
     out.flush()
+    prepare_sqlite(app.databases())
     logger.info("beat: Starting...")
-    scheduler.run(stop)
-    app.close()
+    try:
+        scheduler.run(stop)
+    except DatabaseUnavailable as exc:
+        logger.critical("beat: stopping: %s", exc)
+        return 1
+    finally:
+        app.close()
     return 0
 
 
 class BeatThread:
-    """A scheduler running in a thread of another process (``runworker -B``)."""
+    """A scheduler running in a thread of another process (``runworker -B``).
 
-    def __init__(self, scheduler: BaseScheduler) -> None:
+    If the scheduler gives up on its database, ``on_fatal`` is called with the error, so
+    that the process stops rather than go on without the beat it was asked to run.
+    """
+
+    def __init__(self, scheduler: BaseScheduler,
+                 on_fatal: Callable[[BaseException], None] | None = None) -> None:
+        self.scheduler = scheduler
+        self.on_fatal = on_fatal
         self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=scheduler.run, args=(self.stop_event,),
-                                       name="djtasks-beat", daemon=True)
+        self.thread = threading.Thread(target=self._run, name="djtasks-beat", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.scheduler.run(self.stop_event)
+        except DatabaseUnavailable as exc:
+            logger.critical("beat: stopping: %s", exc)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
 
     def start(self) -> None:
         self.thread.start()

@@ -77,6 +77,10 @@ class DatabaseStore:
         """Record the run at ``now`` unless another beat did; True when this beat may send it."""
         return PeriodicTask.objects.claim_run(entry.pk, entry.last_run_at, now, entry.one_off)
 
+    def unclaim(self, entry: Entry, now: datetime) -> None:
+        """Give back the claim of the run at ``now``: it could not be sent, so it stays due."""
+        PeriodicTask.objects.unclaim_run(entry.pk, entry.last_run_at, now, entry.one_off)
+
     def _entry(self, row: PeriodicTask) -> Entry:
         options = {key: getattr(row, key) for key in OPTION_COLUMNS
                    if getattr(row, key) not in ("", None, {})}

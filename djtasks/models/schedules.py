@@ -127,6 +127,15 @@ class PeriodicTaskQuerySet(models.QuerySet):
             changes["enabled"] = False
         return self.filter(seen, pk=pk, enabled=True).update(**changes) == 1
 
+    def unclaim_run(self, pk: int, seen_last_run_at: datetime | None, now: datetime,
+                    one_off: bool) -> bool:
+        """Undo ``claim_run`` after the run could not be sent, so that it stays due."""
+        changes: dict = {"last_run_at": seen_last_run_at,
+                         "total_run_count": F("total_run_count") - 1}
+        if one_off:
+            changes["enabled"] = True
+        return self.filter(pk=pk, last_run_at=now).update(**changes) == 1
+
 
 class PeriodicTask(models.Model):
     """A task sent on a schedule. Entries of the beat_schedule setting are kept here too."""

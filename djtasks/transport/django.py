@@ -42,11 +42,11 @@ from typing import Any
 
 import django
 import psycopg
-from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
+from django.db import InterfaceError, OperationalError, connections
 from kombu.transport import virtual
 
 from djtasks.exceptions import ImproperlyConfigured
+from djtasks.transport.aliases import database_alias
 from djtasks.transport.channel import Channel
 from djtasks.transport.wakeup import Listener, Waiter
 
@@ -142,21 +142,9 @@ class Transport(virtual.Transport):
 
     @property
     def default_connection_params(self) -> dict[str, Any]:
-        return {"hostname": DEFAULT_DB_ALIAS, "port": None}
-
-
-def database_alias(hostname: str | None) -> str:
-    """Return the Django database alias that the URL's host names (``default`` if none)."""
-    if not hostname:
-        return DEFAULT_DB_ALIAS
-    # URL parsing lowercases host names, so an alias is matched without case.
-    for alias in settings.DATABASES:
-        if alias.lower() == hostname.lower():
-            return alias
-    raise ImproperlyConfigured(
-        f"django://{hostname}: expected an alias of settings.DATABASES "
-        f"({', '.join(settings.DATABASES)}), got {hostname!r}"
-    )
+        # No default host name: ``django://`` is complete as written (the default alias),
+        # and kombu warns "No hostname was supplied" when a transport offers one.
+        return {"port": None}
 
 
 def _positive(options: dict[str, Any], key: str, default: float) -> float:

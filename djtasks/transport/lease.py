@@ -13,8 +13,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from kombu.transport import virtual
+
+from djtasks.backends.outages import Outage, close_quietly
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +93,20 @@ class Renewer:
             self._thread.join()
 
     def _run(self) -> None:
+        # Never ends but by stop(): a thread that died here would let every lease lapse
+        # and the messages run twice. A failed renewal is tried again next interval (the
+        # lease is a third of the way used), logged once per incident.
+        outage = Outage("djtasks transport: lease renewal", None, log=logger)
         try:
             while not self._stopped.wait(self._interval):
                 try:
                     self._renew()
-                except DatabaseError:
-                    # Try again next interval; the lease is a third of the way used.
+                    outage.succeeded()
+                except DatabaseError as exc:
+                    outage.failed(exc)
+                except Exception:
                     logger.exception("djtasks transport: could not renew leases")
                 finally:
-                    connections[self._alias].close()
+                    close_quietly(self._alias)
         finally:
-            connections[self._alias].close()
+            close_quietly(self._alias)

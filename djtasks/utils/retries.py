@@ -34,3 +34,31 @@ def backoff_factor(retry_backoff: bool | float) -> float:
     if retry_backoff is True:
         return 1
     return retry_backoff
+
+
+class Backoff:
+    """Delays for a loop that retries while something it needs is down.
+
+    Each failure doubles the delay from ``first`` up to ``maximum``; the delay drawn is
+    between half of that and all of it ("equal jitter"), so that processes that failed
+    together come back spread out, yet never faster than half the schedule. ``reset``
+    after a success starts again from ``first``.
+    """
+
+    def __init__(self, first: float = 0.1, maximum: float = 5.0,
+                 rand: Callable[[], float] = random.random) -> None:
+        if first <= 0 or maximum < first:
+            raise ValueError(f"Backoff: expected 0 < first <= maximum, got {first!r}, {maximum!r}")
+        self.first = first
+        self.maximum = maximum
+        self.rand = rand
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        """Count one more failure; return the seconds to wait before the next try."""
+        ceiling = min(self.maximum, self.first * 2 ** min(self.failures, 64))
+        self.failures += 1
+        return ceiling / 2 + self.rand() * ceiling / 2
+
+    def reset(self) -> None:
+        self.failures = 0

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kombu
+from django.db import DatabaseError
 from kombu.exceptions import ContentDisallowed as KombuContentDisallowed
 from kombu.exceptions import DecodeError
 
@@ -65,6 +66,11 @@ class Consumer:
         self.connection: kombu.Connection | None = None
         self._consumer: kombu.Consumer | None = None
         self._stale: set[str] = set()  # acks_late tasks whose channel died while they ran
+        # Work a database error interrupted, done again first once the database answers:
+        # messages received but neither reserved nor settled, and finished jobs not yet
+        # reported and settled. Nothing is dropped while the database is away.
+        self._unreceived: deque[kombu.Message] = deque()
+        self._unfinished: deque[tuple[Job, Outcome]] = deque()
         self.revocations = Revocations(app.backend, keep_for=app.settings.revoke_expires)
         self.workflow = Workflow(app)
         self.requests = RequestHooks(app)
@@ -153,6 +159,9 @@ class Consumer:
     # -- the loop ----------------------------------------------------------------------
     def step(self) -> None:
         """Do one round of work: completions, dispatch, then wait for the broker or a slot."""
+        while self._unreceived:
+            self.receive(self._unreceived[0])
+            self._unreceived.popleft()
         self.reserved.extend(self.eta.due())
         self.process_completions()
         self.dispatch()
@@ -181,7 +190,20 @@ class Consumer:
 
     # -- receiving ---------------------------------------------------------------------
     def on_message(self, message: kombu.Message) -> None:
-        """kombu callback: validate a message and reserve it, or reject it if it is bad."""
+        """kombu callback: validate a message and reserve it, or reject it if it is bad.
+
+        A database error on the way (parking it, reading revocations) leaves the message
+        to be received again once the database answers; the error goes to the loop.
+        """
+        try:
+            self.receive(message)
+        except DatabaseError:
+            self._unreceived.append(message)
+            raise
+        self.dispatch()
+
+    def receive(self, message: kombu.Message) -> None:
+        """Validate ``message`` and reserve, defer or reject it."""
         try:
             protocol.check_content_type(message.content_type, self.accept)
             body = message.decode()
@@ -209,7 +231,6 @@ class Consumer:
         if self.eta.defer(job, message):  # due later: parked in the database, or held briefly
             return
         self.reserved.append((job, message))
-        self.dispatch()
 
     def reject_bad_message(self, message: kombu.Message, exc: Exception) -> None:
         """Log and reject a message that cannot run; fail its result so no caller waits."""
@@ -233,23 +254,31 @@ class Consumer:
         self.reserved.extendleft(reversed(self.rate_limits.release()))
         while self.reserved and self.pool.free_slots() > 0:
             job, message = self.reserved.popleft()
-            if job.message.expires is not None and job.message.expires <= datetime.now(UTC):
-                logger.warning("Task %s expired at %s; not run", job.label,
-                               job.message.expires.isoformat())
-                self.skip(job, message, "expired")
-                continue
-            if job.message.id in self.revocations:
-                logger.warning("Discarding revoked task: %s", job.label)
-                self.skip(job, message, "revoked")
-                continue
-            if self.rate_limits.hold(job, message):
-                continue
-            if not self.deliveries.admit(job, message):  # started too often: dead-lettered
-                continue
-            if not job.acks_late:
-                message.ack()
-            self.active[job.message.id] = (job, message)
-            self.pool.submit(job, self._on_done)
+            try:
+                self.start(job, message)
+            except DatabaseError:  # not started: it is the first to start once the database answers
+                self.reserved.appendleft((job, message))
+                raise
+
+    def start(self, job: Job, message: kombu.Message) -> None:
+        """Run ``job`` on the pool, unless it expired, was revoked or is held back."""
+        if job.message.expires is not None and job.message.expires <= datetime.now(UTC):
+            logger.warning("Task %s expired at %s; not run", job.label,
+                           job.message.expires.isoformat())
+            self.skip(job, message, "expired")
+            return
+        if job.message.id in self.revocations:
+            logger.warning("Discarding revoked task: %s", job.label)
+            self.skip(job, message, "revoked")
+            return
+        if self.rate_limits.hold(job, message):
+            return
+        if not self.deliveries.admit(job, message):  # started too often: dead-lettered
+            return
+        if not job.acks_late:
+            message.ack()
+        self.active[job.message.id] = (job, message)
+        self.pool.submit(job, self._on_done)
 
     def skip(self, job: Job, message: kombu.Message, reason: str) -> None:
         """Do not run ``job``: ack it and store REVOKED with ``reason``; its canvas fails.
@@ -257,10 +286,11 @@ class Consumer:
         A chord waiting on it fails instead of hanging, and a chain it was part of marks
         its remaining steps failed, as if it had raised TaskRevokedError.
         """
+        # Stored before the ack: if the store fails, the message is still ours to skip again.
+        self.store_revoked(job, reason)
         message.ack()
         signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task), request=job,
                                          terminated=False, signum=None, expired=reason == "expired")
-        self.store_revoked(job, reason)
 
     def store_revoked(self, job: Job, reason: str) -> None:
         """Store REVOKED with ``reason`` for ``job``, and fail its canvas."""
@@ -288,31 +318,51 @@ class Consumer:
         self.completions.put((job, outcome))
 
     def process_completions(self) -> None:
-        """Log finished jobs and acknowledge the acks_late ones."""
+        """Log finished jobs and acknowledge the acks_late ones.
+
+        A database error while one is handled puts it back, first in line, and goes to the
+        loop: once the database answers it is reported and settled, never dropped.
+        """
         while True:
-            try:
-                job, outcome = self.completions.get_nowait()
-            except queue.Empty:
-                return
-            _job, message = self.active.pop(job.message.id, (job, None))
-            signum = self.revocations.terminated_by(job.message.id)  # revoke(terminate=True)
-            if signum is not None:
-                fate = Fate.ACK
-                signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task),
-                                                 request=job, terminated=True, signum=signum,
-                                                 expired=False)
-                self.store_revoked(job, "terminated")
+            if self._unfinished:
+                job, outcome = self._unfinished.popleft()
             else:
-                fate = late_fate(job, outcome) if job.acks_late else Fate.ACK
-                self.report(job, outcome, fate)
-                self.requests.completed(job, outcome)
-            if job.acks_late and message is not None:
-                if job.message.id in self._stale:
-                    self._stale.discard(job.message.id)
-                    logger.warning("Task %s: not acknowledged, its channel is gone; the broker "
-                                   "delivers it again", job.label)
-                else:
-                    settle_message(message, fate)
+                try:
+                    job, outcome = self.completions.get_nowait()
+                except queue.Empty:
+                    return
+            try:
+                self.complete(job, outcome)
+            except DatabaseError:
+                self._unfinished.appendleft((job, outcome))
+                raise
+
+    def complete(self, job: Job, outcome: Outcome) -> None:
+        """Record the end of ``job`` where the member could not, then settle its message."""
+        _job, message = self.active.get(job.message.id, (job, None))
+        signum = self.revocations.terminated_by(job.message.id)  # revoke(terminate=True)
+        if signum is not None:
+            fate = Fate.ACK
+            try:
+                self.store_revoked(job, "terminated")
+            except DatabaseError:
+                self.revocations.mark_terminated(job.message.id, signum)  # asked again
+                raise
+            signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task),
+                                             request=job, terminated=True, signum=signum,
+                                             expired=False)
+        else:
+            fate = late_fate(job, outcome) if job.acks_late else Fate.ACK
+            self.report(job, outcome, fate)
+            self.requests.completed(job, outcome)
+        if job.acks_late and message is not None:
+            if job.message.id in self._stale:
+                self._stale.discard(job.message.id)
+                logger.warning("Task %s: not acknowledged, its channel is gone; the broker "
+                               "delivers it again", job.label)
+            else:
+                settle_message(message, fate)
+        self.active.pop(job.message.id, None)
 
     def report(self, job: Job, outcome: Outcome, fate: Fate = Fate.ACK) -> None:
         # A member that was killed, was lost, or could not run or record the task (its
@@ -329,6 +379,8 @@ class Consumer:
                 if outcome.lost is not None:  # it died mid-task: its errbacks, chain, chord wait
                     self.workflow.on_failure(job.message, request_context(job), error, "")
                     self.workflow.count_in_chord(job.message, failed=True)
+            except DatabaseError:
+                raise  # recorded once the database answers (process_completions)
             except Exception:
                 logger.exception("Could not store the failure of %s, or fail its canvas", job.label)
             return

@@ -23,10 +23,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 import kombu
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, router, transaction
 from django.utils import timezone
 
 from djtasks.application import App
+from djtasks.backends.outages import Outage, close_quietly
 from djtasks.beat.lease import Lease
 from djtasks.models import ParkedMessage
 from djtasks.worker.eta import HOLD
@@ -76,17 +77,23 @@ class EtaRelease:
             self._thread = None
 
     def _run(self) -> None:
+        # The thread never gives up: a database or broker that is away is waited out, one
+        # log line per incident, and the consumer's loop decides whether the worker stops.
+        outage = Outage("eta release", None, log=logger)
         try:
             while not self._stopped.wait(self.interval):
                 try:
                     self.run_once()
-                except Exception:  # the database or broker is away: next round tries again
+                    outage.succeeded()
+                except DatabaseError as exc:
+                    self._stopped.wait(outage.failed(exc))
+                except Exception:  # the broker is away: next round tries again
                     logger.exception("eta release: could not release parked messages")
                     self._drop_connection()
                 finally:
                     # Between rounds hold no database connection: a pool process forked
                     # meanwhile would inherit it (see transport.lease.Renewer).
-                    connections[self.db].close()
+                    close_quietly(self.db)
         finally:
             self._shut_down()
 
@@ -145,7 +152,7 @@ class EtaRelease:
         except DatabaseError:  # it expires by itself
             logger.exception("eta release: could not give the lease up")
         finally:
-            connections[self.db].close()
+            close_quietly(self.db)
             self._drop_connection()
 
 

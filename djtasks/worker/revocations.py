@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from djtasks.backends.base import ResultBackend
+from djtasks.backends.outages import describe
 
 logger = logging.getLogger("djtasks.worker")
 
@@ -80,9 +81,9 @@ class Revocations:
                            "on this worker", type(self.backend).__name__)
             self.enabled = False
             return
-        except Exception:  # the database may be away for a moment: look again next time
+        except Exception as exc:  # the database may be away for a moment: look again next time
             self._outdated = True
-            logger.exception("Could not read the revoked task ids; the task runs")
+            logger.warning("Could not read the revoked task ids (%s); the task runs", describe(exc))
             return
         now = self.clock()
         for task_id in ids:

@@ -13,13 +13,19 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from types import FrameType
 from typing import TextIO
 
+from django.db import DatabaseError
+
 from djtasks import signals
 from djtasks.application import App
+from djtasks.backends.outages import Outage
+from djtasks.backends.sqlite import prepare_sqlite
 from djtasks.beat.service import BeatThread, load_scheduler
+from djtasks.exceptions import DatabaseUnavailable
 from djtasks.worker.banner import banner
 from djtasks.worker.capabilities import unmet_wishes
 from djtasks.worker.consumer import Consumer
@@ -68,7 +74,8 @@ class Worker:
         self.consumer = Consumer(app, self.pool, self.queues, self.hostname, self.prefetch_count)
         self.control = WorkerControl(self.consumer, self.hostname)
         self.consumer.on_connect.append(self.control.listen)
-        self.beat = BeatThread(load_scheduler(app)) if beat else None
+        self.beat = BeatThread(load_scheduler(app), on_fatal=self.stop_on) if beat else None
+        self.fatal: BaseException | None = None
         self.eta_release = EtaRelease(app, self.hostname)
 
     def run(self, out: TextIO | None = None) -> int:
@@ -81,8 +88,9 @@ class Worker:
                                     **self.recycling):
             logger.warning("worker: %s", warning)
         try:
+            prepare_sqlite(self.app.databases())
             self.pool.start()
-            self.consumer.connect()
+            self.connect()
             out.write(banner(self))
             out.flush()
             if self.beat is not None:
@@ -91,8 +99,15 @@ class Worker:
             logger.info("%s ready.", self.hostname)
             signals.worker_ready.send_robust(sender=self.consumer)
             self.consume_until_stopped()
+            if self.fatal is not None:
+                raise self.fatal
             self.warm_shutdown()
         except ColdShutdown:
+            cold = True
+            self.cold_shutdown()
+            return 1
+        except DatabaseUnavailable as exc:
+            logger.critical("worker: stopping: %s", exc)
             cold = True
             self.cold_shutdown()
             return 1
@@ -111,13 +126,40 @@ class Worker:
             self.app.close()
         return 0
 
+    def connect(self) -> None:
+        """Connect the consumer; on django:// a database that is not up yet is waited for."""
+        outage = Outage("worker", self.app.settings.database_retry_timeout, log=logger)
+        while True:
+            try:
+                self.consumer.connect()
+            except DatabaseError as exc:
+                self.pause(outage.failed(exc))
+            else:
+                outage.succeeded()
+                return
+
     def consume_until_stopped(self) -> None:
-        """Run the consumer's loop; a lost broker connection is made again, not fatal."""
+        """Run the consumer's loop; a lost broker connection is made again, not fatal.
+
+        A database error (on django:// the database is the broker too) is waited out with
+        backoff; the consumer keeps the work it interrupted and does it again first.
+        """
+        outage = Outage("worker", self.app.settings.database_retry_timeout, log=logger)
         while not self.stopping:
             try:
                 self.consumer.step()
+            except DatabaseError as exc:
+                self.pause(outage.failed(exc))
+                continue
             except self.consumer.connection_errors as exc:
                 self.consumer.reconnect(exc)
+            outage.succeeded()
+
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds``, or less if a shutdown is asked for meanwhile."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
 
     def warm_shutdown(self) -> None:
         logger.warning("worker: Warm shutdown (%s)", self.hostname)
@@ -134,6 +176,11 @@ class Worker:
             self.consumer.process_completions()
         except Exception:  # the broker may be gone too; the messages return to it anyway
             logger.exception("Could not report the tasks killed by the cold shutdown")
+
+    def stop_on(self, error: BaseException) -> None:
+        """Stop the worker because a thread it depends on (beat) gave up with ``error``."""
+        self.fatal = error
+        self.stopping = True
 
     # -- signals -----------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
