@@ -87,4 +87,5 @@ class BeatThread:
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stop_event.set()
-        self.thread.join(timeout)
+        if self.thread.ident is not None:  # the worker may stop before it started beat
+            self.thread.join(timeout)

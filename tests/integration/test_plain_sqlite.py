@@ -88,12 +88,13 @@ def test_the_processes_switch_the_file_to_wal(broker, plain_db):
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-@pytest.mark.parametrize("command", ["runbeat", "runworker"])
+@pytest.mark.parametrize("command", [["runbeat"], ["runworker"], ["runworker", "-B", "-P", "threads"]],
+                         ids=["runbeat", "runworker", "runworker-B"])
 def test_a_database_that_stays_broken_stops_the_process_with_a_clear_message(command, tmp_path,
                                                                             broker, queue_name):
     # Never migrated: every query fails with "no such table", which no wait cures.
     env = plain_env(tmp_path / "empty.sqlite3", DJTASKS_DATABASE_RETRY_TIMEOUT="1")
-    done = subprocess.run([sys.executable, "-m", "django", command, "-l", "INFO"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "django", *command, "-l", "INFO"], cwd=ROOT,
                           env=command_environment(broker, queue_name, env), capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 1, done.stderr

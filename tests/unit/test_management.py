@@ -99,3 +99,17 @@ def test_check_warns_when_workers_would_reconnect_for_every_task(settings):
     finally:
         database["CONN_MAX_AGE"] = 60
     assert not [m for m in run_checks(tags=["djtasks"]) if m.id == "djtasks.W002"]
+
+
+def test_check_advises_immediate_transactions_for_web_processes_on_sqlite(settings):
+    options = settings.DATABASES["default"]["OPTIONS"]  # a nested dict: restored by hand below
+    saved = options.pop("transaction_mode")
+    try:
+        settings.DJTASKS = {"broker_url": "django://"}
+        warnings = [m for m in run_checks(tags=["djtasks"]) if m.id == "djtasks.W001"]
+        assert len(warnings) == 1
+        assert "database is locked" in warnings[0].msg
+        assert "'transaction_mode': 'IMMEDIATE'" in warnings[0].hint
+    finally:
+        options["transaction_mode"] = saved
+    assert not [m for m in run_checks(tags=["djtasks"]) if m.id == "djtasks.W001"]
