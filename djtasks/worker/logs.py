@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 from djtasks.utils.log import TASK_FORMAT, TASK_LOGGER_NAME, task_filter
 
-WORKER_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s"
+WORKER_FORMAT = "[%(asctime)sZ: %(levelname)s/%(processName)s] %(message)s"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class UTCFormatter(logging.Formatter):
+    """Times in UTC, whatever TIME_ZONE says (Django sets the process's TZ from it): the
+    lines of workers on machines in several zones then read on one clock."""
+
+    converter = time.gmtime
 
 
 def configure_logging(level: str) -> None:
@@ -21,7 +29,7 @@ def configure_logging(level: str) -> None:
     if name not in LEVELS:
         raise ValueError(f"loglevel: expected one of {', '.join(LEVELS)}, got {level!r}")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(WORKER_FORMAT))
+    handler.setFormatter(UTCFormatter(WORKER_FORMAT))
     handler.addFilter(task_filter())  # so a format naming %(task_name)s works for any record
     djtasks_logger = logging.getLogger("djtasks")
     djtasks_logger.handlers = [handler]
@@ -29,7 +37,7 @@ def configure_logging(level: str) -> None:
     djtasks_logger.propagate = False
     # Task loggers (djtasks.utils.log.get_task_logger) say which task and id logged.
     task_handler = logging.StreamHandler(sys.stderr)
-    task_handler.setFormatter(logging.Formatter(TASK_FORMAT))
+    task_handler.setFormatter(UTCFormatter(TASK_FORMAT.replace("%(asctime)s", "%(asctime)sZ")))
     task_handler.addFilter(task_filter())
     task_logger = logging.getLogger(TASK_LOGGER_NAME)
     task_logger.handlers = [task_handler]
