@@ -23,6 +23,7 @@ from djtasks.protocol import TaskMessage
 from djtasks.task import Context, Task, run_in_context, using_request
 from djtasks.utils import handlers
 from djtasks.utils.handlers import ExceptionInfo
+from djtasks.utils.log import loggable
 from djtasks.worker.trace import CONTROL_FLOW, settle_control_flow
 from djtasks.worker.workflow import Workflow
 
@@ -52,7 +53,8 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"{self.message.task}[{self.message.id}]"
+        """The task's name and id, as log lines show them (escaped: both come from the message)."""
+        return f"{loggable(self.message.task)}[{loggable(self.message.id)}]"
 
 
 @dataclass(frozen=True)
