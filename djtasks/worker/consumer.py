@@ -193,7 +193,7 @@ class Consumer:
             return
         except Exception as exc:  # whatever a message holds, it fails alone: never the worker
             logger.exception("Message %s could not be read",
-                             loggable(protocol.task_id_of(message.headers, message.properties)))
+                             _id_for_log(protocol.task_id_of(message.headers, message.properties)))
             self.reject_bad_message(message, exc)
             return
         logger.info("Task %s received", job.label)
@@ -232,8 +232,7 @@ class Consumer:
         or one too long to store a result under) is kept as a DeadLetter instead.
         """
         task_id = protocol.task_id_of(message.headers, message.properties)
-        logger.error("Rejecting message %s: %s", loggable(task_id) if task_id else "(no task id)",
-                     loggable(exc, 1000))
+        logger.error("Rejecting message %s: %s", _id_for_log(task_id), loggable(exc, 1000))
         message.reject(requeue=False)
         if isinstance(exc, NotRegistered):
             signals.task_unknown.send_robust(sender=self, name=exc.args[0], id=task_id,
@@ -249,7 +248,7 @@ class Consumer:
                     queue=str((message.delivery_info or {}).get("routing_key") or ""))
         except Exception:
             logger.exception("Could not store the failure of rejected message %s",
-                             loggable(task_id) if task_id else "(no task id)")
+                             _id_for_log(task_id))
 
     # -- running -----------------------------------------------------------------------
     def dispatch(self) -> None:
@@ -388,6 +387,10 @@ def _first_set(*values: Any) -> bool:
         if value is not None:
             return bool(value)
     return False
+
+
+def _id_for_log(task_id: str | None) -> str:
+    return loggable(task_id) if task_id else "(no task id)"
 
 
 def _as_received(message: kombu.Message) -> str:
