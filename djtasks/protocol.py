@@ -22,6 +22,9 @@ CONTENT_TYPE_MSGPACK = "application/x-msgpack"
 
 # Celery's argsrepr_maxsize/kwargsrepr_maxsize, so logs and the admin show what Celery shows.
 REPR_MAXSIZE = 1024
+#: The longest task id: what the result, parked-message and dead-letter tables hold. A
+#: longer id could not be stored, so no result could ever say what became of the task.
+MAX_ID_LENGTH = 255
 
 # Every header key as_task_v2 writes; anything else on a message is a custom header.
 PROTOCOL_HEADERS = frozenset({
@@ -77,6 +80,8 @@ class TaskMessage:
             if not isinstance(value, str) or not value:
                 raise ProtocolError(f"expected {what} as a non-empty string, "
                                     f"got {_bounded_repr(value, 100)}")
+        if len(self.id) > MAX_ID_LENGTH:
+            raise ProtocolError(f"id: expected at most {MAX_ID_LENGTH} characters, got {len(self.id)}")
         if not isinstance(self.args, list | tuple):
             raise ProtocolError(f"expected task args as a list or tuple, "
                                 f"got {type(self.args).__name__}")
@@ -89,6 +94,8 @@ class TaskMessage:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
                 raise ProtocolError(f"expected {name} as a timezone-aware datetime, got {value!r}")
+            if value is not None:
+                _check_in_utc_range(name, value)
         clashing = sorted(PROTOCOL_HEADERS.intersection(self.headers))
         if clashing:
             raise ProtocolError(f"expected custom headers outside the protocol's keys, got "
@@ -202,10 +209,13 @@ def from_wire(headers: Mapping | None, properties: Mapping | None, body: Any,
 
 
 def task_id_of(headers: Mapping | None, properties: Mapping | None) -> str | None:
-    """Return the task id of a message, even of one too broken to parse (for failing it)."""
+    """Return the task id of a message, even of one too broken to parse (for failing it).
+
+    None when the message names none, or only one too long to store a result under.
+    """
     for source, key in ((headers, "id"), (properties, "correlation_id")):
         value = (source or {}).get(key)
-        if isinstance(value, str) and value:
+        if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH:
             return value
     return None
 
@@ -265,7 +275,19 @@ def _parse_datetime(name: str, value: Any) -> datetime | None:
         raise ProtocolError(f"expected the {name} header as an ISO 8601 string, "
                             f"got {type(value).__name__}")
     # A naive time from some other client: the project keeps every time in UTC.
-    return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)
+    parsed = parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)
+    _check_in_utc_range(name, parsed)
+    return parsed
+
+
+def _check_in_utc_range(name: str, value: datetime) -> None:
+    # 9999-12-31T23:59:59-14:00 is a valid datetime, but past year 9999 once in UTC: no
+    # database column (nor Python, converting it) holds it.
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ProtocolError(f"{name}: expected a datetime before year 10000 in UTC, "
+                            f"got {value.isoformat()}") from None
 
 
 def _parse_timelimit(value: Any) -> tuple[Any, Any]:

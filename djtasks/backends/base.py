@@ -100,6 +100,16 @@ class ResultBackend(ABC):
               info: ExecutionInfo | None = None) -> None:
         """Record ``status`` for ``task_id``; ``result`` is JSON-ready data."""
 
+    def fail_unless_ready(self, task_id: str, error: Any) -> None:
+        """Record FAILURE with ``error`` for ``task_id``, unless a ready state is stored.
+
+        For a message refused before it ran: a later, broken message that carries the id
+        of a finished task must not replace that task's outcome. Backends that can should
+        do this in one statement; this default reads first.
+        """
+        if not self.get_meta(task_id).ready:
+            self.store(task_id, states.FAILURE, error)
+
     @abstractmethod
     def get_meta(self, task_id: str) -> ResultMeta:
         """Return the stored state of ``task_id``; PENDING when nothing is stored."""

@@ -55,6 +55,16 @@ class DatabaseBackend(CanvasStore):
     @retried_write
     def store(self, task_id: str, status: str, result: Any = None, *, traceback: str = "",
               info: ExecutionInfo | None = None) -> None:
+        # A ready state is final: a RETRY or STARTED stored late (the retried run may finish
+        # before the run that sent it has stored RETRY) must not replace it.
+        self._store(task_id, status, result, traceback, info,
+                    guarded=status not in states.READY_STATES)
+
+    def fail_unless_ready(self, task_id: str, error: Any) -> None:
+        self._store(task_id, states.FAILURE, error, "", None, guarded=True)  # one statement
+
+    def _store(self, task_id: str, status: str, result: Any, traceback: str,
+               info: ExecutionInfo | None, guarded: bool) -> None:
         now = timezone.now()
         row = TaskResult(task_id=task_id, status=status, result=result, traceback=traceback,
                          date_created=now, date_done=now if status in states.READY_STATES else None)
@@ -74,9 +84,6 @@ class DatabaseBackend(CanvasStore):
             if info.args is not None:
                 row.args, row.kwargs = info.args, info.kwargs
                 update += ["args", "kwargs"]
-        # A ready state is final: a RETRY or STARTED stored late (the retried run may finish
-        # before the run that sent it has stored RETRY) must not replace it.
-        guarded = status not in states.READY_STATES
         if self.is_postgres:
             self._upsert_and_notify(row, tuple(update), guarded)
             return

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from djtasks import states
 from djtasks.canvas.signature import Signature, signature_list
 from djtasks.exceptions import NotRegistered
+from djtasks.utils.log import loggable
 
 if TYPE_CHECKING:
     from djtasks.application import App
@@ -62,7 +63,7 @@ def call_errbacks(app: App, errbacks: Iterable[Any], request: Context, exc: Base
                     (request.id,), parent_id=request.id, root_id=request.root_id or request.id))
         except Exception:
             # One broken errback must not keep the others, or the worker, from going on.
-            logger.exception("Errback %r of task %s raised", errback, request.id)
+            logger.exception("Errback %r of task %s raised", errback, loggable(request.id))
     return results
 
 

@@ -81,10 +81,38 @@ class TaskDelivery(models.Model):
         return f"{self.task_id} (retry {self.retries}) delivered {self.count} times"
 
 
-class DeadLetter(models.Model):
-    """A task message that was not run again after too many deliveries, kept to look at."""
+#: How much of an unreadable message a DeadLetter keeps.
+KEPT_MESSAGE_SIZE = 100_000
 
-    task_id = models.CharField(_("task id"), max_length=255, unique=True)
+
+class DeadLetterQuerySet(models.QuerySet):
+    def keep_unreadable(self, message: str | bytes, reason: str, *, task_id: str = "",
+                        task_name: str = "", queue: str = "", worker: str = "") -> DeadLetter:
+        """Keep a message that could not be read or sent on, as received, with the reason.
+
+        Without a ``task_id`` (none was usable) each call keeps a row of its own; with one,
+        the task's row is replaced.
+        """
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "backslashreplace")
+        # PostgreSQL's text holds no NUL; the rest is kept as received.
+        values = {"task_name": task_name[:255], "queue": queue[:255], "deliveries": 1,
+                  "reason": reason, "worker": worker[:255], "date_created": timezone.now(),
+                  "message": message[:KEPT_MESSAGE_SIZE].replace("\x00", "\\x00")}
+        if not task_id:
+            return self.create(task_id="", **values)
+        return self.update_or_create(task_id=task_id, defaults=values)[0]
+
+
+class DeadLetter(models.Model):
+    """A task message that was not run, kept to look at: delivered too often, or unreadable.
+
+    An unreadable one (a queue row that is not JSON, an id too long to store a result
+    under, a parked message that cannot be sent back) has no usable task id: ``task_id``
+    is empty and ``message`` holds what was received.
+    """
+
+    task_id = models.CharField(_("task id"), max_length=255, blank=True)
     task_name = models.CharField(_("task name"), max_length=255, blank=True, db_index=True)
     queue = models.CharField(_("queue"), max_length=255, blank=True)
     task_args = models.TextField(_("arguments"), blank=True)
@@ -93,12 +121,20 @@ class DeadLetter(models.Model):
     deliveries = models.PositiveIntegerField(_("deliveries"))
     reason = models.TextField(_("reason"))
     worker = models.CharField(_("worker"), max_length=255, blank=True)
+    message = models.TextField(_("message as received"), blank=True)
     date_created = models.DateTimeField(_("dead-lettered"), default=timezone.now, db_index=True)
+
+    objects = DeadLetterQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("dead letter")
         verbose_name_plural = _("dead letters")
         ordering = ("-date_created",)
+        constraints = [
+            # One per task id; the unreadable ones, without an id, are each a row of their own.
+            models.UniqueConstraint(fields=["task_id"], condition=~Q(task_id=""),
+                                    name="djtasks_deadletter_unique_task_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task_name or '?'}[{self.task_id}] dead-lettered"

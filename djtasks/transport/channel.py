@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from datetime import timedelta
@@ -9,12 +10,13 @@ from queue import Empty
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.utils import timezone
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
 from djtasks import protocol
+from djtasks.models.execution import DeadLetter
 from djtasks.transport.bindings import DurableBindings
 from djtasks.transport.lease import LeaseQoS, Renewer
 from djtasks.transport.statements import (
@@ -27,11 +29,13 @@ from djtasks.transport.statements import (
     fetch_params,
 )
 from djtasks.transport.wakeup import notify_channel
+from djtasks.utils.log import loggable
 
 if TYPE_CHECKING:
     from djtasks.transport.django import Transport
 
 Row = tuple[int, str, int, int]
+logger = logging.getLogger("djtasks.transport")
 
 #: Seconds a queue found empty is not asked again while another queue is delivering.
 #: kombu's fair cycle asks every consumed queue in turn, so a busy worker's quiet queues
@@ -103,7 +107,10 @@ class Channel(DurableBindings, virtual.Channel):
                 self._found_empty[queue] = monotonic()
                 raise
             self._found_empty.pop(queue, None)
-        return self._to_message(buffered.popleft())
+        message = self._first_readable(queue, buffered)
+        if message is None:
+            raise Empty()
+        return message
 
     def forget_empty_queues(self) -> None:
         """Ask every queue again at the next ``_get`` (see QUIET_RECHECK)."""
@@ -112,13 +119,17 @@ class Channel(DurableBindings, virtual.Channel):
     def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Any:
         """Take one message now, or return None; leases one row, not a batch."""
         buffered = self._buffer.get(queue)
+        from_buffer = bool(buffered)
         try:
-            row = buffered.popleft() if buffered else self._fetch(queue, 1, no_ack).popleft()
+            rows = buffered if from_buffer else self._fetch(queue, 1, no_ack)
         except Empty:
             return None
-        message = self.Message(self._to_message(row), channel=self)
-        if no_ack and buffered:
-            self._finish(row[ID], requeue=False)
+        payload = self._first_readable(queue, rows)
+        if payload is None:
+            return None
+        message = self.Message(payload, channel=self)
+        if no_ack and from_buffer:
+            self._finish(message.delivery_tag, requeue=False)
         elif not no_ack:
             self.qos.append(message, message.delivery_tag)
         return message
@@ -168,6 +179,28 @@ class Channel(DurableBindings, virtual.Channel):
                 self._renewer = Renewer(self.alias, self._renew, self.visibility_timeout / 3)
         buffered = self._buffer[queue] = deque(rows)
         return buffered
+
+    def _first_readable(self, queue: str, rows: deque[Row]) -> dict | None:
+        """Take rows off ``rows`` until one reads as a message; dead-letter those that do not.
+
+        A row that is not a kombu message (not JSON, say: written by hand or by another
+        program) cannot be given back, since every consumer would fail on it again: it
+        is deleted from the queue and kept as a DeadLetter, with the reason.
+        """
+        while rows:
+            row = rows.popleft()
+            try:
+                return self._to_message(row)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                self._dead_letter(queue, row, exc)
+        return None
+
+    def _dead_letter(self, queue: str, row: Row, exc: Exception) -> None:
+        reason = f"queue row {row[ID]} is not a message: {type(exc).__name__}: {exc}"
+        logger.error("django:// queue %s: %s; dead-lettered", loggable(queue), loggable(reason, 1000))
+        with transaction.atomic(using=self.alias):
+            DeadLetter.objects.using(self.alias).keep_unreadable(row[PAYLOAD], reason, queue=queue)
+            self._finish(row[ID], requeue=False)
 
     def _to_message(self, row: Row) -> dict:
         message = loads(row[PAYLOAD])

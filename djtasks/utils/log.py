@@ -6,6 +6,10 @@
 Every record made while a task runs gets ``task_name`` and ``task_id`` attributes (``"???"``
 outside a task), so a format may say ``[%(task_name)s(%(task_id)s)]``. The worker sets the
 current task through ``task_log_context``; this module imports nothing above it.
+
+``loggable`` is what every string a message brings (a task id, a name, a group id) goes
+through on its way into a log line: a CR, LF or ESC in it cannot forge a line or drive
+the terminal.
 """
 
 from __future__ import annotations
@@ -21,13 +25,31 @@ TASK_LOGGER_NAME = "djtasks.task"
 TASK_FORMAT = "[%(asctime)s: %(levelname)s/%(processName)s] %(task_name)s[%(task_id)s]: %(message)s"
 UNKNOWN = "???"
 
+#: Where ``loggable`` cuts a long string (the rest is "...").
+LOGGABLE_MAXSIZE = 300
+
+
+def loggable(value: object, maxsize: int = LOGGABLE_MAXSIZE) -> str:
+    """Return ``value`` as text for one log line: unprintable characters escaped, bounded.
+
+    Escaped as ``repr`` escapes them (``\\n``, ``\\x1b``), without the quotes, so that a
+    plain id reads as itself.
+    """
+    text = str(value)
+    if len(text) > maxsize:
+        text = text[: maxsize - 3] + "..."
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
 _current: ContextVar[tuple[str, str] | None] = ContextVar("djtasks_task_log", default=None)
 
 
 @contextmanager
 def task_log_context(task_name: str, task_id: str) -> Iterator[None]:
     """Make records logged inside the block carry ``task_name`` and ``task_id``."""
-    token = _current.set((task_name, task_id))
+    token = _current.set((loggable(task_name), loggable(task_id)))
     try:
         yield
     finally:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kombu
-from django.db import DatabaseError
+from django.db import DatabaseError, router
 from kombu.exceptions import ContentDisallowed as KombuContentDisallowed
 from kombu.exceptions import DecodeError
 
@@ -25,14 +25,17 @@ from djtasks.application import App
 from djtasks.backends.base import exception_to_dict
 from djtasks.conf import censor_url
 from djtasks.exceptions import (
+    DjtasksError,
     NotRegistered,
     OperationalError,
     ProtocolError,
     TaskRevokedError,
 )
+from djtasks.models import DeadLetter
+from djtasks.utils.log import loggable
 from djtasks.worker.deliveries import DeliveryLimit
 from djtasks.worker.eta import EtaGate
-from djtasks.worker.pools.base import Outcome, Pool
+from djtasks.worker.pools.base import Outcome, Pool, PoolFull
 from djtasks.worker.rate_limits import RateLimits
 from djtasks.worker.request import Job, Report, request_context
 from djtasks.worker.revocations import Revocations
@@ -205,16 +208,31 @@ class Consumer:
     def receive(self, message: kombu.Message) -> None:
         """Validate ``message`` and reserve, defer or reject it."""
         try:
-            protocol.check_content_type(message.content_type, self.accept)
-            body = message.decode()
-            task_message = protocol.from_wire(message.headers, message.properties, body,
-                                              message.delivery_info)
-            task = self.app.tasks[task_message.task]
+            job = self.job_for(message)
         except (ProtocolError, NotRegistered, DecodeError, KombuContentDisallowed) as exc:
             self.reject_bad_message(message, exc)
             return
+        except Exception as exc:  # whatever a message holds, it fails alone: never the worker
+            logger.exception("Message %s could not be read",
+                             _id_for_log(protocol.task_id_of(message.headers, message.properties)))
+            self.reject_bad_message(message, exc)
+            return
+        logger.info("Task %s received", job.label)
+        signals.task_received.send_robust(sender=self, request=job)
+        self.revocations.message_received()
+        if self.eta.defer(job, message):  # due later: parked in the database, or held briefly
+            return
+        self.reserved.append((job, message))
+
+    def job_for(self, message: kombu.Message) -> Job:
+        """Decode and parse ``message`` into the Job that runs it; raise if it cannot run."""
+        protocol.check_content_type(message.content_type, self.accept)
+        body = message.decode()
+        task_message = protocol.from_wire(message.headers, message.properties, body,
+                                          message.delivery_info)
+        task = self.app.tasks[task_message.task]
         settings = self.app.settings
-        job = Job(
+        return Job(
             message=task_message,
             hostname=self.hostname,
             delivery_info=_plain_delivery_info(message.delivery_info),
@@ -225,28 +243,32 @@ class Consumer:
             track_started=_first_set(task.track_started, settings.task_track_started),
             **execution_options(task_message, task, settings),
         )
-        logger.info("Task %s received", job.label)
-        signals.task_received.send_robust(sender=self, request=job)
-        self.revocations.message_received()
-        if self.eta.defer(job, message):  # due later: parked in the database, or held briefly
-            return
-        self.reserved.append((job, message))
 
     def reject_bad_message(self, message: kombu.Message, exc: Exception) -> None:
-        """Log and reject a message that cannot run; fail its result so no caller waits."""
+        """Log and reject a message that cannot run; fail its result so no caller waits.
+
+        Its FAILURE never replaces a ready result: a broken message carrying the id of a
+        finished task leaves that task's outcome alone. A message without a usable id (none,
+        or one too long to store a result under) is kept as a DeadLetter instead.
+        """
         task_id = protocol.task_id_of(message.headers, message.properties)
-        logger.error("Rejecting message %s: %s", task_id or "(no task id)", exc)
+        logger.error("Rejecting message %s: %s", _id_for_log(task_id), loggable(exc, 1000))
         message.reject(requeue=False)
         if isinstance(exc, NotRegistered):
             signals.task_unknown.send_robust(sender=self, name=exc.args[0], id=task_id,
                                              message=message, exc=exc)
         else:
             signals.task_rejected.send_robust(sender=self, message=message, exc=exc)
-        if task_id:
-            try:
-                self.app.backend.store(task_id, states.FAILURE, exception_to_dict(exc))
-            except Exception:
-                logger.exception("Could not store the failure of rejected message %s", task_id)
+        try:
+            if task_id:
+                self.app.backend.fail_unless_ready(task_id, exception_to_dict(exc))
+            else:
+                DeadLetter.objects.using(router.db_for_write(DeadLetter)).keep_unreadable(
+                    _as_received(message), f"rejected: {exc}", worker=self.hostname,
+                    queue=str((message.delivery_info or {}).get("routing_key") or ""))
+        except Exception:
+            logger.exception("Could not store the failure of rejected message %s",
+                             _id_for_log(task_id))
 
     # -- running -----------------------------------------------------------------------
     def dispatch(self) -> None:
@@ -278,7 +300,24 @@ class Consumer:
         if not job.acks_late:
             message.ack()
         self.active[job.message.id] = (job, message)
-        self.pool.submit(job, self._on_done)
+        try:
+            self.pool.submit(job, self._on_done)
+        except PoolFull:
+            raise
+        except Exception as exc:  # it cannot reach a pool member (prefork: it does not pickle)
+            del self.active[job.message.id]
+            self.fail_unsent(job, message, exc)
+
+    def fail_unsent(self, job: Job, message: kombu.Message, exc: Exception) -> None:
+        """Fail ``job``, which the pool refused: store FAILURE, fail its canvas, settle it."""
+        error = DjtasksError(f"the worker could not hand the task to its pool: {exc}")
+        logger.error("Task %s failed: %s", job.label, loggable(error, 1000))
+        try:
+            self.record_failure(job, error, fail_canvas=True)
+        except DatabaseError:  # acknowledged already: it cannot be started again for a retry
+            logger.exception("Could not store the failure of %s", job.label)
+        if job.acks_late:
+            settle_message(message, Fate.ACK if job.acks_on_failure_or_timeout else Fate.REJECT)
 
     def skip(self, job: Job, message: kombu.Message, reason: str) -> None:
         """Do not run ``job``: ack it and store REVOKED with ``reason``; its canvas fails.
@@ -373,19 +412,24 @@ class Consumer:
             if fate is Fate.REQUEUE:
                 logger.warning("Task %s: %s; requeued, it will run again", job.label, error)
                 return
-            logger.error("Task %s raised unexpected: %r", job.label, error)
-            try:
-                self.app.backend.store(job.message.id, states.FAILURE, exception_to_dict(error))
-                if outcome.lost is not None:  # it died mid-task: its errbacks, chain, chord wait
-                    self.workflow.on_failure(job.message, request_context(job), error, "")
-                    self.workflow.count_in_chord(job.message, failed=True)
-            except DatabaseError:
-                raise  # recorded once the database answers (process_completions)
-            except Exception:
-                logger.exception("Could not store the failure of %s, or fail its canvas", job.label)
+            logger.error("Task %s raised unexpected: %s", job.label, loggable(repr(error), 1000))
+            # It died mid-task: its errbacks, chain and chord wait for it.
+            self.record_failure(job, error, fail_canvas=outcome.lost is not None)
             return
         report: Report = outcome.value
         log_report(job.label, report)
+
+    def record_failure(self, job: Job, error: Exception, fail_canvas: bool) -> None:
+        """Store FAILURE for ``job`` from the main process; with ``fail_canvas``, fail its canvas."""
+        try:
+            self.app.backend.store(job.message.id, states.FAILURE, exception_to_dict(error))
+            if fail_canvas:
+                self.workflow.on_failure(job.message, request_context(job), error, "")
+                self.workflow.count_in_chord(job.message, failed=True)
+        except DatabaseError:
+            raise  # recorded once the database answers (process_completions)
+        except Exception:
+            logger.exception("Could not store the failure of %s, or fail its canvas", job.label)
 
 
 def _log_connection_retry(exc: BaseException, interval: float) -> None:
@@ -397,6 +441,16 @@ def _first_set(*values: Any) -> bool:
         if value is not None:
             return bool(value)
     return False
+
+
+def _id_for_log(task_id: str | None) -> str:
+    return loggable(task_id) if task_id else "(no task id)"
+
+
+def _as_received(message: kombu.Message) -> str:
+    # What a dead letter keeps of a message that could not be read.
+    return (f"headers: {message.headers!r}\nproperties: {message.properties!r}\n"
+            f"content type: {message.content_type!r}\nbody: {message.body!r}")
 
 
 def _plain_delivery_info(info: Any) -> dict:

@@ -19,6 +19,7 @@ from kombu.exceptions import InconsistencyError
 
 from djtasks.control import build_mailbox
 from djtasks.exceptions import NotRegistered
+from djtasks.utils.log import loggable
 
 if TYPE_CHECKING:
     from djtasks.worker.consumer import Consumer
@@ -79,7 +80,14 @@ class WorkerControl:
             logger.debug("control: could not delete the mailbox queue", exc_info=True)
 
     def on_message(self, body: Any, message: kombu.Message) -> None:
-        """kombu callback: handle a command unless it expired while it waited."""
+        """kombu callback: handle a command; a malformed one is logged, never raised."""
+        try:
+            self.handle(body, message)
+        except Exception:  # the mailbox runs in the main loop: a bad command must not stop it
+            logger.exception("control: could not handle %s", loggable(repr(body)))
+
+    def handle(self, body: Any, message: kombu.Message) -> None:
+        """Handle a command unless it expired while it waited."""
         expires = message.headers.get("expires") if message is not None else None
         if expires and time.time() > expires:
             logger.debug("control: dropping expired command %r", body)

@@ -66,7 +66,7 @@ class EtaGate:
         if eta - now > HOLD:
             try:
                 park(message, job, source_queue(message.delivery_info, self.queues))
-            except (DatabaseError, TypeError, ValueError):
+            except (DatabaseError, TypeError, ValueError, OverflowError):
                 # Better held in memory (Celery's way) than lost or refused: it still runs.
                 logger.exception("Task %s could not be parked; held in memory until %s",
                                  job.label, eta.isoformat())

@@ -27,9 +27,12 @@ from django.db import DatabaseError, router, transaction
 from django.utils import timezone
 
 from djtasks.application import App
-from djtasks.backends.outages import Outage, close_quietly
+from djtasks.backends.base import exception_to_dict
+from djtasks.backends.outages import TRANSIENT_ERRORS, Outage, close_quietly
 from djtasks.beat.lease import Lease
-from djtasks.models import ParkedMessage
+from djtasks.exceptions import DjtasksError
+from djtasks.models import DeadLetter, ParkedMessage
+from djtasks.utils.log import loggable
 from djtasks.worker.eta import HOLD
 
 logger = logging.getLogger("djtasks.worker")
@@ -117,19 +120,50 @@ class EtaRelease:
         return released
 
     def release_batch(self) -> int:
-        """Publish up to BATCH due parked messages, then delete them; return how many."""
+        """Publish up to BATCH due parked messages, then delete them; return how many.
+
+        A row that cannot be sent (its stored properties are broken, say) is dead-lettered,
+        its result fails with the reason, and the others go on; a broker error stops the
+        batch, to be tried again next round. The eta and expiry are not read back: the
+        headers carry them, and a row holding one that does not convert must not stop the
+        batch either.
+        """
         now = self.clock()
         connection = self.connection()
+        broker_errors = connection.connection_errors + connection.channel_errors
         with transaction.atomic(using=self.db):
             rows = list(ParkedMessage.objects.using(self.db).due(now + HOLD, now)
-                        .select_for_update(skip_locked=True).order_by("eta")[:BATCH])
+                        .select_for_update(skip_locked=True).order_by("eta")
+                        .defer("eta", "expires")[:BATCH])
             if not rows:
                 return 0
             producer = kombu.Producer(connection.default_channel)
             for row in rows:
-                publish(producer, row)
+                try:
+                    # A savepoint: on django:// the publish is a row in this database, and
+                    # one that fails must not abort the batch's transaction with it.
+                    with transaction.atomic(using=self.db):
+                        publish(producer, row)
+                except (*broker_errors, *TRANSIENT_ERRORS):
+                    raise  # the broker or database is away: the whole batch waits
+                except Exception as exc:
+                    self.dead_letter(row, exc)
             ParkedMessage.objects.using(self.db).filter(pk__in=[row.pk for row in rows]).delete()
         return len(rows)
+
+    def dead_letter(self, row: ParkedMessage, exc: Exception) -> None:
+        """Keep a parked message that cannot be sent back as a DeadLetter; fail its result."""
+        reason = f"a parked message that cannot be sent back to its queue: {type(exc).__name__}: {exc}"
+        logger.error("eta release: task %s[%s] dead-lettered: %s", loggable(row.task_name),
+                     loggable(row.task_id), loggable(reason, 1000))
+        DeadLetter.objects.using(self.db).keep_unreadable(
+            f"headers: {row.headers!r}\nproperties: {row.properties!r}\nbody: {bytes(row.body)!r}",
+            reason, task_id=row.task_id, task_name=row.task_name, queue=row.queue,
+            worker=self.hostname)
+        try:
+            self.app.backend.fail_unless_ready(row.task_id, exception_to_dict(DjtasksError(reason)))
+        except Exception:
+            logger.exception("eta release: could not store the failure of %s", loggable(row.task_id))
 
     def connection(self) -> kombu.Connection:
         """Return this releaser's broker connection (its own: the consumer's is not thread-safe)."""

@@ -23,6 +23,7 @@ from djtasks.protocol import TaskMessage
 from djtasks.task import Context, Task, run_in_context, using_request
 from djtasks.utils import handlers
 from djtasks.utils.handlers import ExceptionInfo
+from djtasks.utils.log import loggable
 from djtasks.worker.trace import CONTROL_FLOW, settle_control_flow
 from djtasks.worker.workflow import Workflow
 
@@ -52,7 +53,8 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"{self.message.task}[{self.message.id}]"
+        """The task's name and id, as log lines show them (escaped: both come from the message)."""
+        return f"{loggable(self.message.task)}[{loggable(self.message.id)}]"
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class Report:
     #: FAILURE: the exception as stored, and its traceback (a custom Request's on_failure).
     error: dict | None = None
     traceback: str = ""
+    #: FAILURE stored in place of a return value that could not be stored.
+    unstored: bool = False
 
 
 class Executor:
@@ -140,9 +144,13 @@ class Executor:
                                  f"step could not be sent: {exc!r}")
             return self.fail(job, context, error, runtime, info)
         # A chord's body reads its header's results: those are stored whatever ignore_result says.
+        unstored = None
         if not job.ignore_result or message.chord is not None:
-            self.store_success(task, job, value, replace(info, children=tuple(children)))
-        self.workflow.count_in_chord(message, failed=False)
+            unstored = self.store_success(task, job, value, replace(info, children=tuple(children)))
+        self.workflow.count_in_chord(message, failed=unstored is not None)
+        if unstored is not None:  # FAILURE was stored instead: the log says so
+            return Report(states.FAILURE, runtime, f"{type(unstored).__name__}({unstored})",
+                          error=exception_to_dict(unstored), unstored=True)
         handlers.succeeded(task, context, value)
         handlers.returned(task, context, states.SUCCESS, value, None)
         return Report(states.SUCCESS, runtime, _short_repr.repr(value))
@@ -167,15 +175,18 @@ class Executor:
                       expected=bool(task.throws) and isinstance(exc, tuple(task.throws)),
                       error=error, traceback=trace)
 
-    def store_success(self, task: Task, job: Job, value: Any, info: ExecutionInfo) -> None:
+    def store_success(self, task: Task, job: Job, value: Any, info: ExecutionInfo) -> Exception | None:
+        """Store ``value``; if it cannot be stored, store FAILURE and return why."""
         try:
             self.app.backend.store(job.message.id, states.SUCCESS, value, info=info)
-        except TypeError as exc:
-            # The value is not JSON serializable: the task ran, but its caller must learn
-            # why there is no result instead of waiting for one forever.
+        except (TypeError, ValueError, RecursionError) as exc:
+            # Not JSON serializable (or nested too deeply to encode): the task ran, but its
+            # caller must learn why there is no result instead of waiting for one forever.
             error = TypeError(f"{task.name} returned a value that cannot be stored as JSON: {exc}")
             self.app.backend.store(job.message.id, states.FAILURE, exception_to_dict(error),
                                    traceback="", info=info)
+            return error
+        return None
 
 
 def request_context(job: Job) -> Context:

@@ -64,6 +64,9 @@ def log_report(label: str, report: Report) -> None:
         logger.info("Task %s ignored", label)
     elif report.state == states.REJECTED:
         logger.warning("Task %s rejected: %s", label, report.summary)
+    elif report.unstored:
+        logger.error("Task %s returned in %.4fs, but its value could not be stored; FAILURE "
+                     "stored: %s", label, report.runtime, report.summary)
     elif report.expected:
         # A ``throws`` exception: an expected outcome, not an error, and no traceback.
         logger.info("Task %s raised expected: %s", label, report.summary)

@@ -22,6 +22,7 @@ from djtasks.canvas.callbacks import call_callbacks, call_errbacks
 from djtasks.exceptions import ChordError
 from djtasks.protocol import TaskMessage
 from djtasks.task import Context
+from djtasks.utils.log import loggable
 
 logger = logging.getLogger("djtasks.worker")
 
@@ -75,12 +76,12 @@ class Workflow:
                 return []
             body = Signature.from_dict(join.body, self.app)
             if join.failed_task_id is None:
-                logger.info("Chord %s complete: sending its body %r", join.group_id, body)
+                logger.info("Chord %s complete: sending its body %r", loggable(join.group_id), body)
                 return result_ids(body.apply_async((join.results,), parent_id=message.id,
                                                    root_id=message.root_id or message.id))
             cause = exception_from_dict(join.error) if isinstance(join.error, Mapping) else join.error
             error = ChordError(f"Dependency {join.failed_task_id} raised {cause!r}")
-            logger.error("Chord %s failed: %s", join.group_id, error)
+            logger.error("Chord %s failed: %s", loggable(join.group_id), loggable(error, 1000))
             return self.fail_body(body, error, message)
 
     def fail_body(self, body: Signature, error: ChordError, message: TaskMessage) -> list[str]:

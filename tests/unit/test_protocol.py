@@ -18,13 +18,16 @@ from djtasks.protocol import (
     CONTENT_TYPE_MSGPACK,
     CONTENT_TYPE_PICKLE,
     CONTENT_TYPE_YAML,
+    MAX_ID_LENGTH,
     PROTOCOL_HEADERS,
     REPR_MAXSIZE,
     TaskMessage,
     WireMessage,
     check_content_type,
+    due_time,
     from_wire,
     new_task_id,
+    task_id_of,
     to_wire,
 )
 
@@ -367,3 +370,42 @@ def test_check_content_type_rejects_what_accept_does_not_name():
 def test_check_content_type_names_an_unknown_serializer():
     with pytest.raises(ImproperlyConfigured, match=r"got 'jsn'$"):
         check_content_type(CONTENT_TYPE_JSON, ["jsn"])
+
+
+FAR = "9999-12-31T23:59:59-14:00"  # a valid datetime, but in year 10000 once in UTC
+
+
+@pytest.mark.parametrize("name", ["eta", "expires"])
+def test_a_time_past_year_9999_in_utc_is_refused_naming_its_field(name):
+    headers = {**to_wire(TaskMessage(id="t", task="x")).headers, name: FAR}
+    with pytest.raises(ProtocolError, match=rf"^{name}: expected a datetime before year 10000 in UTC, "
+                                            rf"got 9999-12-31T23:59:59-14:00$"):
+        from_wire(headers, {}, [[], {}, {}])
+    with pytest.raises(ProtocolError, match=rf"^{name}: expected a datetime before year 10000"):
+        TaskMessage(id="t", task="x", **{name: datetime.fromisoformat(FAR)})
+
+
+def test_the_last_time_of_year_9999_in_utc_is_accepted():
+    latest = "9999-12-31T23:59:59+00:00"
+    headers = {**to_wire(TaskMessage(id="t", task="x")).headers, "eta": latest}
+    assert from_wire(headers, {}, [[], {}, {}]).eta == datetime.fromisoformat(latest)
+
+
+def test_due_time_of_an_unconvertible_eta_is_now():
+    # django:// then makes the row visible at once, and the consumer rejects it with the reason.
+    assert due_time({"eta": FAR}) is None
+
+
+def test_a_task_id_longer_than_the_tables_hold_is_refused():
+    TaskMessage(id="x" * MAX_ID_LENGTH, task="t")
+    with pytest.raises(ProtocolError, match=rf"^id: expected at most {MAX_ID_LENGTH} characters, got 301$"):
+        TaskMessage(id="x" * 301, task="t")
+    headers = {**to_wire(TaskMessage(id="t", task="x")).headers, "id": "x" * 301}
+    with pytest.raises(ProtocolError, match="id: expected at most"):
+        from_wire(headers, {}, [[], {}, {}])
+
+
+def test_task_id_of_gives_no_id_too_long_to_store_a_result_under():
+    assert task_id_of({"id": "x" * 301}, {"correlation_id": "y" * 301}) is None
+    assert task_id_of({"id": "x" * 301}, {"correlation_id": "short"}) == "short"
+    assert task_id_of({"id": "x" * MAX_ID_LENGTH}, {}) == "x" * MAX_ID_LENGTH

@@ -10,12 +10,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from djtasks import App, AsyncResult, conf, states
+from djtasks import App, AsyncResult, conf, protocol, states
 from djtasks.backends.base import ExecutionInfo, ResultMeta, exception_from_dict, exception_to_dict
 from djtasks.backends.database import DatabaseBackend
 from djtasks.exceptions import DjtasksError, RemoteTaskError, TaskRevokedError
 from djtasks.exceptions import TimeoutError as ResultTimeoutError
-from djtasks.models import TaskResult
+from djtasks.models import DeadLetter, ParkedMessage, TaskDelivery, TaskResult
 from djtasks.task import Context, current_request, run_in_context
 
 
@@ -382,3 +382,38 @@ def test_a_ready_state_is_never_replaced_by_a_late_unready_one(alias):
     assert backend.get_meta("late").status == states.FAILURE, "a ready state may follow another"
     backend.store("fresh", states.RETRY, {"exc_type": "ValueError"})
     assert backend.get_meta("fresh").status == states.RETRY
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
+@pytest.mark.parametrize("alias", ["default", "postgres"])
+def test_a_rejection_fails_only_a_result_that_is_not_ready(alias):
+    # A broken message carrying the id of a finished task must leave its outcome alone.
+    backend = DatabaseBackend(alias)
+    rejection = {"exc_type": "ProtocolError", "exc_module": "djtasks.exceptions", "exc_message": ["bad"]}
+    for ready in (states.SUCCESS, states.FAILURE, states.REVOKED):
+        backend.store(f"done-{ready}", ready, {"exc_type": "X"} if ready != states.SUCCESS else 1)
+        backend.fail_unless_ready(f"done-{ready}", rejection)
+        assert backend.get_meta(f"done-{ready}").status == ready
+        assert backend.get_meta(f"done-{ready}").result != rejection
+    backend.store("waiting", states.STARTED)
+    backend.fail_unless_ready("waiting", rejection)
+    backend.fail_unless_ready("new", rejection)
+    for task_id in ("waiting", "new"):
+        meta = backend.get_meta(task_id)
+        assert (meta.status, meta.result) == (states.FAILURE, rejection)
+        assert meta.date_done is not None
+
+
+@pytest.mark.django_db
+def test_a_rejection_write_is_one_statement(app):
+    app.backend.store("t-9", states.SUCCESS, 9)
+    with CaptureQueriesContext(connection) as queries:
+        app.backend.fail_unless_ready("t-9", {"exc_type": "ProtocolError"})
+    writes = [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(writes) == 1, writes
+    assert app.backend.get_meta("t-9").result == 9
+
+
+def test_the_id_limit_is_what_the_tables_hold():
+    for model in (TaskResult, ParkedMessage, TaskDelivery, DeadLetter):
+        assert model._meta.get_field("task_id").max_length == protocol.MAX_ID_LENGTH, model

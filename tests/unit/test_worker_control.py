@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 
+import kombu
 import pytest
 
 from djtasks import App, conf
@@ -63,3 +64,14 @@ def test_signal_number(value, number):
 def test_signal_number_refuses_an_unknown_name():
     with pytest.raises(ValueError, match="got 'SIGNOPE'"):
         signal_number("SIGNOPE")
+
+
+@pytest.mark.parametrize(("body", "headers"), [
+    ({"method": "ping"}, {"expires": "soon"}),  # not a timestamp
+    ({"method": "ping", "reply_to": "not a mapping"}, {}),
+    ({"method": ["ping"]}, {}),
+])
+def test_a_malformed_command_is_logged_not_raised(control, caplog, body, headers):
+    message = kombu.Message(body=b"", headers=headers)
+    control.on_message(body, message)  # the mailbox runs in the main loop: it must go on
+    assert "control:" in caplog.text

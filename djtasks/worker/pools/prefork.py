@@ -36,12 +36,14 @@ import contextlib
 import logging
 import os
 import pickle
+import reprlib
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, ClassVar
 
+from djtasks.utils.log import loggable
 from djtasks.worker.pools.base import (
     OnDone,
     Pool,
@@ -114,11 +116,17 @@ class PreforkPool(Pool):
             return len(self._children.in_state(Slot.IDLE)) if self._state is State.RUNNING else 0
 
     def submit(self, job: Any, on_done: OnDone) -> None:
-        """Send ``job`` to an idle child; raise TypeError if it does not pickle."""
+        """Send ``job`` to an idle child; raise TypeError if it does not pickle.
+
+        The error names the job briefly: its arguments may be huge, and it goes to the log.
+        """
         try:
             data = pickle.dumps(job)
+        except RecursionError as exc:
+            raise TypeError(f"expected a picklable job, got {_describe(job)}: its arguments "
+                            f"are nested too deeply to hand to a pool process") from exc
         except Exception as exc:
-            raise TypeError(f"expected a picklable job, got {job!r}: {exc}") from exc
+            raise TypeError(f"expected a picklable job, got {_describe(job)}: {exc}") from exc
         self._replace_dead()
         with self._lock:
             idle = self._children.in_state(Slot.IDLE) if self._state is State.RUNNING else []
@@ -283,3 +291,8 @@ class PreforkPool(Pool):
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._wake_r = self._wake_w = -1
+
+
+def _describe(job: Any) -> str:
+    label = getattr(job, "label", None)
+    return label if isinstance(label, str) else loggable(reprlib.repr(job))
