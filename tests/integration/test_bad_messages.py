@@ -19,7 +19,7 @@ from djtasks import protocol, states
 from djtasks.canvas import group
 from djtasks.exceptions import DjtasksError, ProtocolError
 from djtasks.models import DeadLetter, ParkedMessage, QueueMessage, TaskResult
-from tests.integration.conftest import DATABASES, wait_until
+from tests.integration.conftest import DATABASES, only_brokers, wait_until
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.integration,
@@ -131,10 +131,9 @@ def test_an_eta_past_year_9999_in_utc_is_refused(worker, app_settings, broker, q
     assert not ParkedMessage.objects.filter(task_id=task_id).exists()
 
 
+@only_brokers("amqp", "redis")  # django:// parks nothing: a message due later waits in its queue
 def test_a_parked_message_that_cannot_be_sent_back_is_dead_lettered(worker, app_settings, broker,
                                                                      queue_name):
-    if broker.is_django:
-        pytest.skip("django:// parks nothing: a message due later waits invisible in its queue")
     now, rows = timezone.now(), []
     for task_id, properties in ((protocol.new_task_id(), {"expiration": "soon"}),  # int() fails
                                 (protocol.new_task_id(), {})):
@@ -156,9 +155,8 @@ def test_a_parked_message_that_cannot_be_sent_back_is_dead_lettered(worker, app_
     assert_worker_serves(worker)
 
 
+@only_brokers("django-sqlite", "django-postgres")  # only django:// has queue rows
 def test_a_queue_row_that_is_not_json_is_dead_lettered(worker, app_settings, broker, queue_name):
-    if not broker.is_django:
-        pytest.skip("only django:// has queue rows")
     QueueMessage.objects.using(broker.database).create(
         queue=queue_name, payload="{not json", visible_at=timezone.now(), created_at=timezone.now())
     assert tasks.add.delay(1, 1).get(timeout=20) == 2  # also wakes the worker up
@@ -223,12 +221,11 @@ def test_a_return_value_that_cannot_be_stored_is_logged_as_the_failure_stored(wo
     assert_worker_serves(worker)
 
 
+@only_brokers("redis")  # the pools run jobs alike on every broker: one is enough
 @pytest.mark.parametrize("pool", ["threads", "solo"])
 def test_deeply_nested_arguments_and_results_do_not_stop_the_other_pools(worker_factory, broker,
                                                                          app_settings, queue_name,
                                                                          pool):
-    if broker.name != "redis":
-        pytest.skip("the pools run jobs alike on every broker: one is enough")
     queue = f"{queue_name}-{pool}"  # of its own: the module's worker consumes the default one
     other = worker_factory("-P", pool, "-c", "2", "-Q", queue, "-n", f"{queue}@%h",
                            env={"DJTASKS_RESULT_EXTENDED": "true"})  # the arguments are stored too
