@@ -193,6 +193,22 @@ class Pool(ABC):
         """
         raise NotImplementedError(f"the {self.name} pool cannot kill a running job")
 
+    def grow(self, n: int = 1) -> None:
+        """Add ``n`` members (remote control ``pool_grow``, the autoscaler)."""
+        raise NotImplementedError(f"the {self.name} pool cannot grow")
+
+    def shrink(self, n: int = 1) -> None:
+        """Remove ``n`` members, idle ones first; a busy one leaves after its job, never before."""
+        raise NotImplementedError(f"the {self.name} pool cannot shrink")
+
+    def restart(self) -> None:
+        """Replace every member, each once its current job is done (``pool_restart``)."""
+        raise NotImplementedError(f"the {self.name} pool cannot restart its members")
+
+    def member_pid(self, job: Any) -> int:
+        """Return the pid of the process running ``job`` (in-process pools: this one)."""
+        return os.getpid()
+
 
 class State(enum.Enum):
     """Life of a pool: jobs are accepted only while RUNNING."""

@@ -45,6 +45,8 @@ class Child:
     on_done: OnDone | None = None
     respawn_at: float = 0.0
     tasks: int = 0  # jobs this process ran: it is replaced at max_tasks_per_child
+    retire: str = ""  # why this process ends after its job (pool_restart, pool_shrink)
+    leaving: bool = False  # the slot goes away with its process (pool_shrink): no replacement
 
 
 class Children:
@@ -136,6 +138,8 @@ class Children:
 
     def recycle_reason(self, child: Child, rss: int | None) -> str:
         """Say why ``child`` must be replaced after the job it just finished ("" if not)."""
+        if child.retire:
+            return child.retire
         if self.max_tasks is not None and child.tasks >= self.max_tasks:
             return f"it ran {child.tasks} tasks (max_tasks_per_child)"
         if self.max_memory is not None and rss is not None and rss > self.max_memory:

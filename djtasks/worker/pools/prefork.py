@@ -209,6 +209,74 @@ class PreforkPool(Pool):
                     return True
         return False
 
+    def member_pid(self, job: Any) -> int:
+        """Return the pid of the child running ``job`` (0 if none is)."""
+        with self._lock:
+            for child in self._children.in_state(Slot.BUSY):
+                if child.job is job:
+                    return child.pid
+        return 0
+
+    # -- resizing (remote control, autoscaler): only the driving thread forks ----------
+    def grow(self, n: int = 1) -> None:
+        """Fork ``n`` more children; each takes jobs once it reports ready."""
+        self._check_resize(n)
+        with self._control:
+            self._stop_supervisor()
+            try:
+                with self._lock:
+                    for _ in range(n):
+                        child = Child()
+                        self._children.slots.append(child)
+                        self.limit += 1
+                        self._respawn(child)
+            finally:
+                self._start_supervisor()
+
+    def shrink(self, n: int = 1) -> None:
+        """End ``n`` children, idle ones at once and busy ones after their job; one stays."""
+        self._check_resize(n)
+        with self._lock:
+            if n > self.limit - 1:
+                raise ValueError(f"pool_shrink: expected at most {self.limit - 1} "
+                                 f"(one process stays), got {n}")
+            order = {Slot.DEAD: 0, Slot.STARTING: 1, Slot.IDLE: 2, Slot.BUSY: 3}
+            staying = [c for c in self._children.slots if not c.leaving]
+            chosen = sorted(staying, key=lambda c: order[c.state])[:n]
+            for child in chosen:
+                child.leaving, child.retire = True, "the pool shrinks"
+            self.limit -= n
+        self._retire_idle([c for c in chosen if c.state is not Slot.BUSY])
+
+    def restart(self) -> None:
+        """Replace every child: idle ones now, busy ones once their job is done."""
+        with self._lock:
+            every = self._children.alive()
+            for child in every:
+                child.retire = "pool_restart"
+        self._retire_idle([c for c in every if c.state is not Slot.BUSY])
+
+    def _check_resize(self, n: int) -> None:
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"expected a number of processes of at least 1, got {n!r}")
+        if threading.get_ident() != self._owner or self._state is not State.RUNNING:
+            raise RuntimeError("only the running pool's own thread may resize it")
+
+    def _retire_idle(self, children: list[Child]) -> None:
+        with self._control:
+            self._stop_supervisor()  # it must not wait on a pipe closed under it
+            try:
+                for child in children:
+                    with self._lock:
+                        if child.state is Slot.BUSY:  # it took a job meanwhile: ends after it
+                            continue
+                        conn = child.conn
+                    if conn is not None:
+                        conn.close()  # the child exits when it reads end-of-file
+                    self._children.retire_and_bury(child, child.retire, expected=True)
+            finally:
+                self._start_supervisor()
+
     # -- forking -----------------------------------------------------------------------
     def _spawn(self, child: Child) -> None:
         """Fork a child into ``child``'s slot; it becomes IDLE when it reports ready."""
@@ -216,6 +284,7 @@ class PreforkPool(Pool):
         inherited += [c.conn for c in self._children.slots if c.conn and not c.conn.closed]
         child.pid, child.conn = fork_child(self.target, self.on_process_init, inherited)
         child.state, child.job, child.on_done, child.tasks = Slot.STARTING, None, None, 0
+        child.retire = ""
 
     def _await_ready(self, child: Child) -> None:
         try:
@@ -233,6 +302,9 @@ class PreforkPool(Pool):
             return
         now = time.monotonic()
         with self._lock:
+            # A slot that pool_shrink took away is dropped once its process is gone.
+            self._children.slots[:] = [c for c in self._children.slots
+                                       if not (c.leaving and c.state is Slot.DEAD)]
             due = [c for c in self._children.in_state(Slot.DEAD) if c.respawn_at <= now]
             if self._state is not State.RUNNING or not due:
                 return

@@ -121,6 +121,32 @@ class ThreadsPool(Pool):
             return {"pool": self.name, "limit": self.limit, "state": self._state.value,
                     "running": len(self._running)}
 
+    def grow(self, n: int = 1) -> None:
+        """Start ``n`` more threads."""
+        _check_count(n)
+        with self._cond:
+            if self._state is not State.RUNNING:
+                raise RuntimeError(f"expected a running pool, got a {self._state.value} one")
+            first = len(self._threads)
+            new = [threading.Thread(target=self._serve, name=f"djtasks-threads-{first + index}",
+                                    daemon=True) for index in range(n)]
+            self._threads += new
+            self.limit += n
+            self._cond.notify_all()
+        for thread in new:
+            thread.start()
+
+    def shrink(self, n: int = 1) -> None:
+        """End ``n`` threads, each once it is idle; one stays."""
+        _check_count(n)
+        with self._cond:
+            if n > self.limit - 1:
+                raise ValueError(f"pool_shrink: expected at most {self.limit - 1} "
+                                 f"(one thread stays), got {n}")
+            self.limit -= n
+        for _ in range(n):
+            self._queue.put(None)  # behind the queued jobs: a thread takes it when idle
+
     def _serve(self) -> None:
         try:
             while (ticket := self._queue.get()) is not None:
@@ -176,3 +202,8 @@ class ThreadsPool(Pool):
                 if self._state is State.STOPPED:
                     return
                 self._watcher.wait(self._deadlines.wait_time(now, WATCH_TICK))
+
+
+def _check_count(n: object) -> None:
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"expected a number of threads of at least 1, got {n!r}")
