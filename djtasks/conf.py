@@ -72,6 +72,15 @@ _OPTIONS = (
            "seconds a control command or reply may wait in its queue (AMQP)", "float"),
     Option("control_queue_expires", (int, float), 10.0,
            "seconds an unused control or reply queue outlives its consumer (AMQP)", "float"),
+    Option("worker_enable_remote_control", bool, True,
+           "answer remote-control commands (inspect, control, celery's CLI, Flower); off: the "
+           "worker listens on no mailbox at all", "bool"),
+    Option("worker_pool_restarts", bool, False,
+           "allow the pool_restart control command (replace the pool's processes, optionally "
+           "reloading the modules of registered tasks)", "bool"),
+    Option("worker_autoscale_keepalive", (int, float), 30.0,
+           "runworker --autoscale: seconds the pool must have had more processes than it "
+           "needed before it shrinks", "float"),
     Option("task_max_deliveries", int, 5,
            "acks_late: a message started this many times is not run again: it fails and is kept "
            "as a dead letter (its execution keeps killing the worker); None: no limit", "int",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import queue
-from collections import deque
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +51,8 @@ logger = logging.getLogger("djtasks.worker")
 SHORT_DRAIN = 0.05
 #: How long it may block otherwise; also bounds how late a warm shutdown is noticed.
 LONG_DRAIN = 1.0
+#: How long it waits for a free pool slot before it listens to the broker again.
+FULL_WAIT = 0.25
 
 
 class Consumer:
@@ -65,6 +68,9 @@ class Consumer:
         self.accept = list(app.settings.accept_content)
         self.reserved: deque[tuple[Job, kombu.Message]] = deque()
         self.active: dict[str, tuple[Job, kombu.Message]] = {}
+        self.started_at: dict[str, float] = {}  # task id -> time.time() it went to the pool
+        self.totals: Counter[str] = Counter()  # task name -> executions started (stats)
+        self.prefetch_multiplier = max(prefetch_count // max(pool.limit, 1), 1)
         self.completions: queue.SimpleQueue[tuple[Job, Outcome]] = queue.SimpleQueue()
         self.connection: kombu.Connection | None = None
         self._consumer: kombu.Consumer | None = None
@@ -104,6 +110,34 @@ class Consumer:
         self._consumer.consume()
         for hook in self.on_connect:
             hook(self.connection)
+
+    def add_queue(self, name: str, exchange: str | None = None, routing_key: str | None = None,
+                  exchange_type: str = "direct") -> bool:
+        """Consume ``name`` now, after reconnects too; False if it is consumed already."""
+        if name in self.queue_names:
+            return False
+        queue = self.app.router.queue(name, exchange, routing_key, exchange_type)
+        self.queue_names.append(name)
+        self.eta.queues.append(queue)
+        if self._consumer is not None:
+            self._consumer.add_queue(queue)
+            self._consumer.consume()  # starts the queues not consumed yet
+        return True
+
+    def cancel_queue(self, name: str) -> bool:
+        """Stop consuming ``name`` (remote control; its reserved messages still run)."""
+        if name not in self.queue_names:
+            return False
+        self.queue_names.remove(name)
+        self.eta.queues = [queue for queue in self.eta.queues if queue.name != name]
+        if self._consumer is not None:
+            self._consumer.cancel_by_queue(name)
+        return True
+
+    def resize_window(self, slots: int | None = None) -> None:
+        """Fit the prefetch window to ``slots`` (default: the pool's size, after it changed)."""
+        self.prefetch_count = (slots or self.pool.limit) * self.prefetch_multiplier
+        self._widen_window(self.rate_limits.held)
 
     @property
     def connection_errors(self) -> tuple[type[BaseException], ...]:
@@ -169,12 +203,14 @@ class Consumer:
         self.process_completions()
         self.dispatch()
         if self.reserved and self.pool.free_slots() == 0:
-            self.pool.wait_for_free_slot(LONG_DRAIN)
-            return
-        # While tasks run, come back soon to log and acknowledge them as they finish; while
-        # messages are held for their eta, to start them on time.
-        soon = self.active or self.eta.holding
-        timeout = self.rate_limits.wait_time(SHORT_DRAIN if soon else LONG_DRAIN)
+            if self.pool.wait_for_free_slot(FULL_WAIT):
+                return
+            timeout = SHORT_DRAIN  # still full: let remote control (and heartbeats) through
+        else:
+            # While tasks run, come back soon to log and acknowledge them as they finish;
+            # while messages are held for their eta, to start them on time.
+            soon = self.active or self.eta.holding
+            timeout = self.rate_limits.wait_time(SHORT_DRAIN if soon else LONG_DRAIN)
         try:
             self.connection.drain_events(timeout=timeout)
         except TimeoutError:  # nothing arrived: keep the AMQP heartbeat going
@@ -300,13 +336,17 @@ class Consumer:
         if not job.acks_late:
             message.ack()
         self.active[job.message.id] = (job, message)
+        self.started_at[job.message.id] = time.time()
         try:
             self.pool.submit(job, self._on_done)
         except PoolFull:
             raise
         except Exception as exc:  # it cannot reach a pool member (prefork: it does not pickle)
             del self.active[job.message.id]
+            self.started_at.pop(job.message.id, None)
             self.fail_unsent(job, message, exc)
+            return
+        self.totals[job.message.task] += 1
 
     def fail_unsent(self, job: Job, message: kombu.Message, exc: Exception) -> None:
         """Fail ``job``, which the pool refused: store FAILURE, fail its canvas, settle it."""
@@ -402,6 +442,7 @@ class Consumer:
             else:
                 settle_message(message, fate)
         self.active.pop(job.message.id, None)
+        self.started_at.pop(job.message.id, None)
 
     def report(self, job: Job, outcome: Outcome, fate: Fate = Fate.ACK) -> None:
         # A member that was killed, was lost, or could not run or record the task (its

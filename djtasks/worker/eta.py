@@ -77,6 +77,10 @@ class EtaGate:
         heapq.heappush(self._held, (eta, next(self._order), job, message))
         return True
 
+    def held(self) -> list[tuple[datetime, Job, kombu.Message]]:
+        """Return the messages held here, each with its eta, in eta order (inspect)."""
+        return [(eta, job, message) for eta, _n, job, message in sorted(self._held)]
+
     def due(self) -> list[Reserved]:
         """Return the held messages whose eta has come, in eta order."""
         now, ready = self.clock(), []

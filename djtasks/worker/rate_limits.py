@@ -109,10 +109,14 @@ class RateLimits:
         """How many messages are held."""
         return sum(len(waiting) for waiting in self._held.values())
 
+    def waiting(self) -> list[Held]:
+        """Return the held messages, without releasing them (inspect ``reserved``)."""
+        return [item for waiting in self._held.values() for item in waiting]
+
     def clear(self) -> list[Held]:
         """Forget every held message and return them (shutdown gives them back; a lost
         connection has already given them back to the broker)."""
-        everything = [item for waiting in self._held.values() for item in waiting]
+        everything = self.waiting()
         self._held.clear()
         self._passes.clear()
         return everything

@@ -54,6 +54,10 @@ class Revocations:
         for task_id in task_ids:
             self._seen.setdefault(task_id, now)
 
+    def known(self) -> list[str]:
+        """Return the ids this worker knows revoked (inspect ``revoked``), sorted."""
+        return sorted(self._seen)
+
     def mark_terminated(self, task_id: str, signum: int) -> None:
         """Note that a revoke stopped ``task_id``'s running execution with ``signum``."""
         self._terminated[task_id] = signum

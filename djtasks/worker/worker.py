@@ -26,6 +26,7 @@ from djtasks.backends.outages import Outage
 from djtasks.backends.sqlite import prepare_sqlite
 from djtasks.beat.service import BeatThread, load_scheduler
 from djtasks.exceptions import DatabaseUnavailable
+from djtasks.worker.autoscale import Autoscaler
 from djtasks.worker.banner import banner
 from djtasks.worker.capabilities import unmet_wishes
 from djtasks.worker.consumer import Consumer
@@ -47,19 +48,22 @@ class Worker:
     def __init__(self, app: App, *, queues: Sequence[str] | None = None,
                  concurrency: int | None = None, pool: str | None = None,
                  hostname: str | None = None, prefetch_multiplier: int | None = None,
-                 beat: bool = False, **recycling: int | None) -> None:
+                 beat: bool = False, autoscale: tuple[int, int] | None = None,
+                 **recycling: int | None) -> None:
         settings = app.settings
         self.app = app
         self.queues = list(queues or [settings.task_default_queue])
         self.concurrency = concurrency or settings.worker_concurrency or os.cpu_count() or 1
+        if autoscale is not None:  # (max, min): start with min, reserve for max
+            self.concurrency = autoscale[1]
         self.pool_name = pool or settings.worker_pool
         if self.pool_name not in POOLS:
             raise ValueError(f"pool: expected one of {sorted(POOLS)}, got {self.pool_name!r}")
         if self.pool_name == "solo":
             self.concurrency = 1
         self.hostname = expand_hostname(hostname or "djtasks@%h")
-        multiplier = prefetch_multiplier or settings.worker_prefetch_multiplier
-        self.prefetch_count = self.concurrency * max(multiplier, 1)
+        multiplier = max(prefetch_multiplier or settings.worker_prefetch_multiplier, 1)
+        self.prefetch_count = (autoscale[0] if autoscale else self.concurrency) * multiplier
         self.stopping = False
         executor = Executor(app)
         forks = self.pool_name == "prefork"
@@ -72,8 +76,13 @@ class Worker:
                                           on_process_init=executor.after_fork if forks else None,
                                           **self.recycling)
         self.consumer = Consumer(app, self.pool, self.queues, self.hostname, self.prefetch_count)
-        self.control = WorkerControl(self.consumer, self.hostname)
-        self.consumer.on_connect.append(self.control.listen)
+        self.consumer.prefetch_multiplier = multiplier
+        self.autoscaler = None if autoscale is None else Autoscaler(
+            self.consumer, *autoscale, keepalive=settings.worker_autoscale_keepalive)
+        self.control = WorkerControl(self.consumer, self.hostname, on_shutdown=self.request_stop)
+        self.control.autoscaler = self.autoscaler
+        if settings.worker_enable_remote_control:
+            self.consumer.on_connect.append(self.control.listen)
         self.beat = BeatThread(load_scheduler(app), on_fatal=self.stop_on) if beat else None
         self.fatal: BaseException | None = None
         self.eta_release = EtaRelease(app, self.hostname)
@@ -154,6 +163,14 @@ class Worker:
             except self.consumer.connection_errors as exc:
                 self.consumer.reconnect(exc)
             outage.succeeded()
+            if self.autoscaler is not None:
+                self.autoscale()
+
+    def autoscale(self) -> None:
+        try:
+            self.autoscaler.tick()
+        except Exception:  # a pool that cannot resize now keeps its size; the worker goes on
+            logger.exception("worker: the autoscaler could not resize the pool")
 
     def pause(self, seconds: float) -> None:
         """Wait ``seconds``, or less if a shutdown is asked for meanwhile."""
@@ -176,6 +193,10 @@ class Worker:
             self.consumer.process_completions()
         except Exception:  # the broker may be gone too; the messages return to it anyway
             logger.exception("Could not report the tasks killed by the cold shutdown")
+
+    def request_stop(self) -> None:
+        """Start a warm shutdown (remote control ``shutdown``: the first SIGTERM's path)."""
+        self.stopping = True
 
     def stop_on(self, error: BaseException) -> None:
         """Stop the worker because a thread it depends on (beat) gave up with ``error``."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from argparse import ArgumentParser
+from argparse import ArgumentParser, ArgumentTypeError
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
 import djtasks
 from djtasks.exceptions import OperationalError
+from djtasks.worker.autoscale import parse_autoscale
 from djtasks.worker.logs import LEVELS, configure_logging
 from djtasks.worker.pools import POOLS
 from djtasks.worker.worker import Worker
@@ -41,6 +42,10 @@ class Command(BaseCommand):
                             help="prefork: replace a pool process whose resident memory is over "
                                  "this many KiB after a task (default: worker_max_memory_per_child)")
 
+        parser.add_argument("--autoscale", type=_autoscale, default=None, metavar="MAX,MIN",
+                            help="grow the pool up to MAX processes while tasks wait, and "
+                                 "shrink it back to MIN once idle (e.g. 10,3)")
+
     def handle(self, *args: Any, **options: Any) -> None:
         configure_logging(options["loglevel"])
         queues = [q.strip() for q in options["queues"].split(",") if q.strip()] \
@@ -49,7 +54,7 @@ class Command(BaseCommand):
             worker = Worker(djtasks.app, queues=queues, concurrency=options["concurrency"],
                             pool=options["pool"], hostname=options["hostname"],
                             prefetch_multiplier=options["prefetch_multiplier"],
-                            beat=options["beat"],
+                            beat=options["beat"], autoscale=options["autoscale"],
                             max_tasks_per_child=options["max_tasks_per_child"],
                             max_memory_per_child=options["max_memory_per_child"])
         except ValueError as exc:
@@ -59,3 +64,10 @@ class Command(BaseCommand):
         except OperationalError as exc:
             raise CommandError(str(exc)) from exc
         sys.exit(code)
+
+
+def _autoscale(value: str) -> tuple[int, int]:
+    try:
+        return parse_autoscale(value)
+    except ValueError as exc:
+        raise ArgumentTypeError(str(exc)) from exc
