@@ -12,6 +12,8 @@ broadcast is needed only to stop a task that is already running (``terminate=Tru
 
 from __future__ import annotations
 
+import json
+import textwrap
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -85,6 +87,51 @@ class Control:
         return self.broadcast("rate_limit", {"task_name": task_name, "rate_limit": rate_limit},
                               destination=destination, reply=reply, timeout=timeout)
 
+    def time_limit(self, task_name: str, soft: float | None = None, hard: float | None = None,
+                   **where: Any) -> Replies | None:
+        """Set ``task_name``'s soft and hard time limits (seconds) on the workers."""
+        return self.broadcast("time_limit", {"task_name": task_name, "soft": soft, "hard": hard},
+                              **where)
+
+    def add_consumer(self, queue: str, exchange: str | None = None,
+                     exchange_type: str | None = None, routing_key: str | None = None,
+                     **where: Any) -> Replies | None:
+        """Make the workers consume ``queue`` too, at once, without a restart."""
+        return self.broadcast("add_consumer", {"queue": queue, "exchange": exchange,
+                                               "exchange_type": exchange_type,
+                                               "routing_key": routing_key}, **where)
+
+    def cancel_consumer(self, queue: str, **where: Any) -> Replies | None:
+        """Make the workers stop consuming ``queue``."""
+        return self.broadcast("cancel_consumer", {"queue": queue}, **where)
+
+    def pool_grow(self, n: int = 1, **where: Any) -> Replies | None:
+        """Add ``n`` processes (threads) to the workers' pools."""
+        return self.broadcast("pool_grow", {"n": n}, **where)
+
+    def pool_shrink(self, n: int = 1, **where: Any) -> Replies | None:
+        """Remove ``n`` processes (threads) from the workers' pools, after their task."""
+        return self.broadcast("pool_shrink", {"n": n}, **where)
+
+    def autoscale(self, max: int, min: int, **where: Any) -> Replies | None:  # noqa: A002 - Celery's names
+        """Change the bounds of the workers started with ``--autoscale``."""
+        return self.broadcast("autoscale", {"max": max, "min": min}, **where)
+
+    def shutdown(self, **where: Any) -> Replies | None:
+        """Shut the workers down warm: running tasks finish, reserved ones go back."""
+        return self.broadcast("shutdown", **where)
+
+    def purge(self, queues: Sequence[str] | None = None) -> dict[str, int]:
+        """Delete the messages waiting in ``queues`` (default: the default queue).
+
+        Return how many were deleted from each. Messages a worker has reserved are not
+        waiting: they run, or go back to their queue when that worker stops.
+        """
+        names = list(queues or [self.app.settings.task_default_queue])
+        with self.app.connection() as connection:
+            channel = connection.default_channel
+            return {name: self.app.router.queue(name)(channel).purge() or 0 for name in names}
+
     def inspect(self, destination: Sequence[str] | None = None, timeout: float = 1.0) -> Inspect:
         """Return questions to the workers whose answers are merged by hostname."""
         return Inspect(self, destination, timeout)
@@ -122,7 +169,7 @@ class Inspect:
     def _ask(self, command: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
         replies = self.control.broadcast(command, arguments, destination=self.destination,
                                          reply=True, timeout=self.timeout) or []
-        return {host: answer for one in replies for host, answer in one.items()}
+        return merged(replies)
 
     def ping(self) -> dict[str, Any]:
         return self._ask("ping")
@@ -135,26 +182,71 @@ class Inspect:
         """The queues each worker consumes (a list of ``{name, exchange, routing_key}``)."""
         return self._ask("active_queues")
 
+    def active(self) -> dict[str, Any]:
+        """The tasks each worker is running."""
+        return self._ask("active")
 
-def describe(replies: Replies) -> list[str]:
-    """Return one line per answer, ``host: OK text`` or ``host: ERROR text``, by hostname.
+    def reserved(self) -> dict[str, Any]:
+        """The tasks each worker has received and not started yet."""
+        return self._ask("reserved")
 
-    A list answer (``registered``) prints as ``host: OK`` then one ``  * item`` per entry.
+    def scheduled(self) -> dict[str, Any]:
+        """The tasks due later (``{eta, priority, request}``) each worker holds or sees parked."""
+        return self._ask("scheduled")
+
+    def revoked(self) -> dict[str, Any]:
+        """The task ids each worker knows revoked."""
+        return self._ask("revoked")
+
+    def stats(self) -> dict[str, Any]:
+        """Each worker's pid, uptime, pool, broker, prefetch count, totals and resource usage."""
+        return self._ask("stats")
+
+    def conf(self) -> dict[str, Any]:
+        """Each worker's settings, secrets censored."""
+        return self._ask("conf")
+
+    def query_task(self, *ids: str) -> dict[str, Any]:
+        """``{id: [state, request]}`` per worker, for the ids it runs, reserves or holds."""
+        return self._ask("query_task", {"ids": list(ids)})
+
+    def report(self) -> dict[str, Any]:
+        """Each worker's versions, platform and settings, as text for a bug report."""
+        return self._ask("report")
+
+
+def describe(replies: Replies, show_reply: bool = True) -> list[str]:
+    """Return the answers as Celery's command line prints them, by hostname.
+
+    Each answer is a ``-> host: OK`` (or ``ERROR``) line, then, with ``show_reply``, the
+    answer indented: the text of ``{"ok": ...}``, one `` * item`` per entry of a list,
+    or a dict as indented JSON.
     """
-    answers = sorted(((host, answer) for one in replies for host, answer in one.items()),
-                     key=lambda pair: pair[0])
+    answers = sorted(merged(replies).items())
     lines = []
     for host, answer in answers:
-        if isinstance(answer, dict) and "error" in answer:
-            lines.append(f"{host}: ERROR {answer['error']}")
-        elif isinstance(answer, dict) and "ok" in answer:
-            lines.append(f"{host}: OK {answer['ok']}")
-        elif isinstance(answer, list):
-            lines.append(f"{host}: OK")
-            lines.extend(f"  * {item}" for item in answer)
-        else:
-            lines.append(f"{host}: OK {answer}")
+        status, body = _pretty(answer)
+        lines.append(f"-> {host}: {status}")
+        if show_reply and body:
+            lines.append(textwrap.indent(body, "    "))
     return lines
+
+
+def merged(replies: Replies) -> dict[str, Any]:
+    """One ``{hostname: answer}`` dict out of the replies."""
+    return {host: answer for one in replies for host, answer in one.items()}
+
+
+def _pretty(answer: Any) -> tuple[str, str]:
+    if isinstance(answer, dict) and "error" in answer:
+        return "ERROR", str(answer["error"])
+    if isinstance(answer, dict) and "ok" in answer:
+        return "OK", str(answer["ok"])
+    if isinstance(answer, list):
+        return "OK", "\n".join(f"* {item}" for item in answer) if answer else "- empty -"
+    if isinstance(answer, dict):
+        return "OK", json.dumps(answer, indent=4, sort_keys=True, default=repr)
+    return "OK", str(answer)
 
 
 def _task_ids(task_id: object) -> list[str]:

@@ -78,10 +78,16 @@ def test_a_destination_must_be_a_list_of_hostnames(app):
         Control(app).ping(destination="w1@host")
 
 
-def test_describe_prints_one_line_per_answer_sorted_by_worker():
+def test_describe_prints_celerys_form_sorted_by_worker():
     assert describe([{"w2@h": {"ok": "pong"}}, {"w1@h": {"error": "unknown task 'x'"}},
-                     {"w3@h": ["a.add", "a.mul"]}]) == [
-        "w1@h: ERROR unknown task 'x'", "w2@h: OK pong", "w3@h: OK", "  * a.add", "  * a.mul"]
+                     {"w3@h": ["a.add", "a.mul"]}, {"w4@h": []}, {"w5@h": {"pid": 7}}]) == [
+        "-> w1@h: ERROR", "    unknown task 'x'", "-> w2@h: OK", "    pong",
+        "-> w3@h: OK", "    * a.add\n    * a.mul", "-> w4@h: OK", "    - empty -",
+        "-> w5@h: OK", '    {\n        "pid": 7\n    }']
+
+
+def test_describe_without_the_replies_prints_the_status_lines_only():
+    assert describe([{"w1@h": {"ok": "pong"}}], show_reply=False) == ["-> w1@h: OK"]
 
 
 def test_revoke_refuses_what_is_not_a_task_id(app):
