@@ -8,6 +8,7 @@ import kombu
 import pytest
 
 from djtasks import App, conf
+from djtasks.worker.autoscale import Autoscaler, parse_autoscale
 from djtasks.worker.consumer import Consumer
 from djtasks.worker.control import WorkerControl, signal_number
 from djtasks.worker.pools import POOLS
@@ -80,3 +81,85 @@ def test_a_malformed_command_is_logged_not_raised(control, caplog, body, headers
     message = kombu.Message(body=b"", headers=headers)
     control.on_message(body, message)  # the mailbox runs in the main loop: it must go on
     assert "control:" in caplog.text
+
+
+@pytest.fixture
+def running_control(control):
+    control.consumer.pool.start()
+    yield control
+    control.consumer.pool.stop()
+
+
+def test_pool_grow_and_shrink_change_the_threads_and_the_window(running_control):
+    control = running_control
+    pool = control.consumer.pool
+    assert control.pool_grow(n="2") == {"ok": "pool will grow"}
+    assert (pool.limit, pool.free_slots(), control.consumer.prefetch_count) == (3, 3, 3)
+    assert control.pool_shrink(n=2) == {"ok": "pool will shrink"}
+    assert (pool.limit, pool.free_slots()) == (1, 1)
+    with pytest.raises(ValueError, match="one thread stays"):
+        control.pool_shrink(n=1)
+
+
+def test_a_solo_pool_cannot_grow():
+    app = App(conf.load({"broker_url": "memory://"}, {}))
+    try:
+        pool = POOLS["solo"](1, Executor(app))
+        with pytest.raises(NotImplementedError, match="the solo pool cannot grow"):
+            pool.grow(1)
+    finally:
+        app.close()
+
+
+def test_autoscaler_grows_with_demand_and_shrinks_after_keepalive(running_control):
+    consumer = running_control.consumer
+    now = [0.0]
+    scaler = Autoscaler(consumer, maximum=3, minimum=1, keepalive=30, clock=lambda: now[0])
+    consumer.reserved.extend([("job", "message")] * 5)  # only counted
+    scaler.tick()
+    assert consumer.pool.limit == 3
+    consumer.reserved.clear()
+    now[0] = 29.0
+    scaler.tick()
+    assert consumer.pool.limit == 3  # not idle for long enough yet
+    now[0] = 30.0
+    scaler.tick()
+    assert consumer.pool.limit == 1
+    running_control.autoscaler = scaler
+    assert running_control.autoscale(max=4, min=2) == {"ok": "autoscale now max=4 min=2"}
+    scaler.tick()
+    assert consumer.pool.limit == 2
+
+
+def test_autoscale_bounds_are_checked():
+    assert parse_autoscale("10,3") == (10, 3)
+    assert parse_autoscale("4") == (4, 1)
+    with pytest.raises(ValueError, match=r"expected 1 <= min <= max, got max=2 min=3"):
+        parse_autoscale("2,3")
+    with pytest.raises(ValueError, match="expected 'max,min'"):
+        parse_autoscale("ten")
+
+
+def test_autoscale_without_an_autoscaler_is_an_error(control):
+    assert "autoscale is not enabled" in control.autoscale(max=2, min=1)["error"]
+
+
+def test_time_limit_sets_the_tasks_limits_and_refuses_unknown_tasks(control):
+    task = control.consumer.app.tasks[tasks.outlast.name]
+    try:
+        assert control.time_limit(tasks.outlast.name, soft="1.5", hard=10) == {
+            "ok": "time limits set successfully"}
+        assert (task.soft_time_limit, task.time_limit) == (1.5, 10.0)
+    finally:
+        del task.soft_time_limit, task.time_limit
+    assert control.time_limit("no.such.task", soft=1) == {"error": "unknown task"}
+
+
+def test_pool_restart_needs_the_setting(control):
+    assert control.pool_restart() == {"error": "pool restarts are not enabled (worker_pool_restarts)"}
+
+
+def test_registered_shows_the_asked_attributes(control):
+    listed = control.registered(taskinfoitems=["rate_limit"])
+    assert f"{tasks.clock_in_limited.name} [rate_limit=2/s]" in listed
+    assert tasks.add.name in listed
