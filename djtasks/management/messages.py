@@ -49,11 +49,11 @@ def add_parsers(sub: _SubParsersAction) -> None:
     result.add_argument("--traceback", action="store_true", help="print the traceback of a failure")
 
 
-def purge(app: App, options: dict[str, Any], out: Any, ask: Callable[[str], str] = input) -> None:
+def purge(app: App, options: dict[str, Any], out: Any) -> None:
     """Delete the messages of the named queues, after asking unless ``--force``."""
     queues = options["queues"] or [app.settings.task_default_queue]
     if not options["force"]:
-        answer = ask(f"Delete every message waiting in {', '.join(queues)}? "
+        answer = input(f"Delete every message waiting in {', '.join(queues)}? "
                      f"This cannot be undone. [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             raise CommandError("nothing purged")

@@ -113,3 +113,30 @@ def test_check_advises_immediate_transactions_for_web_processes_on_sqlite(settin
     finally:
         options["transaction_mode"] = saved
     assert not [m for m in run_checks(tags=["djtasks"]) if m.id == "djtasks.W001"]
+
+
+@pytest.mark.parametrize("words", [
+    ["inspect", "stats"], ["inspect", "query_task"], ["control", "add_consumer"],
+    ["control", "pool_grow"], ["control", "shutdown"], ["status"], ["purge"], ["call"], ["result"]])
+def test_every_subcommand_explains_itself(words, capsys):
+    with pytest.raises(SystemExit) as exited:
+        call_command("djtasks", *words, "--help")
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage:")
+    assert len(text.splitlines()) > 3
+
+
+@pytest.mark.django_db
+def test_purge_asks_first_and_purges_nothing_when_told_no(monkeypatch):
+    asked = []
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "n")
+    with override_settings(DJTASKS={"broker_url": "memory://"}), \
+            pytest.raises(CommandError, match="nothing purged"):
+        run("purge", "-Q", "unit-purge")
+    assert asked == ["Delete every message waiting in unit-purge? This cannot be undone. [y/N] "]
+
+
+def test_call_refuses_arguments_that_are_not_a_json_list():
+    with pytest.raises(CommandError, match="expected a JSON list"):
+        call_command("djtasks", "call", "demo.tasks.add", "--args", '{"x": 1}')
