@@ -132,6 +132,9 @@ class WorkerControl:
         if not isinstance(body, dict) or "method" not in body:
             logger.error("control: not a command: %r", body)
             return
+        destination = body.get("destination")
+        if destination and self.hostname not in destination:
+            return  # addressed to other workers: not even an error is ours to answer
         if body["method"] not in self.handlers:
             logger.error("control: unknown command %r", body["method"])
             if body.get("reply_to"):

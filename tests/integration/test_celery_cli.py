@@ -17,6 +17,10 @@ import pytest
 from tests.integration.conftest import ROOT, WorkerProcess, only_brokers, start_worker
 from tests.testapp import tasks
 
+#: A mailbox of this module's own: a worker of another run on the shared broker never
+#: answers in place of this module's worker.
+EXCHANGE = "djtasks-celery-cli-tests"
+
 pytestmark = [pytest.mark.integration, only_brokers("amqp", "redis"),
               pytest.mark.django_db(transaction=True, databases=["default", "postgres"])]
 
@@ -28,16 +32,17 @@ def name() -> str:
 
 @pytest.fixture(scope="module")
 def worker(broker, queue_name, name, django_db_setup) -> Iterator[WorkerProcess]:
-    process = start_worker(broker, queue_name, "-c", "2", "-n", name)
+    process = start_worker(broker, queue_name, "-c", "2", "-n", name,
+                           env={"DJTASKS_CONTROL_EXCHANGE": EXCHANGE})
     yield process
     process.stop()
 
 
 def celery(broker, *args: str) -> subprocess.Popen:
-    """Start ``celery -b <url> <args>`` (no app of its own: the broker URL is all it needs)."""
-    return subprocess.Popen([sys.executable, "-m", "celery", "-b", broker.broker_url, *args],
-                            cwd=ROOT / "tests", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    """Start ``celery -b <url> <args>``: no app of its own, only the broker and the mailbox."""
+    return subprocess.Popen([sys.executable, "-m", "celery", "-b", broker.broker_url,
+                             "--config", "tests.integration.celery_cli_config", *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def finish(process: subprocess.Popen) -> tuple[int, str]:
@@ -65,7 +70,8 @@ def test_celery_inspect_status_and_control_are_answered(worker, name, broker, qu
 
     assert f"{name}: OK" in out["ping"]
     assert "pong" in out["ping"]
-    stats = json.loads(out["stats"])[name]
+    stats = json.loads(out["stats"]).get(name)
+    assert stats, out["stats"]
     assert stats["pool"]["max-concurrency"] == 2
     assert len(stats["pool"]["processes"]) == 2
     assert "password" not in stats["broker"]

@@ -163,3 +163,9 @@ def test_registered_shows_the_asked_attributes(control):
     listed = control.registered(taskinfoitems=["rate_limit"])
     assert f"{tasks.clock_in_limited.name} [rate_limit=2/s]" in listed
     assert tasks.add.name in listed
+
+
+def test_a_command_for_other_workers_gets_no_answer_even_when_unknown(control):
+    # No node bound: answering at all would fail here.
+    control.handle({"method": "no_such_command", "destination": ["other@host"],
+                    "reply_to": {"exchange": "reply", "routing_key": "r"}}, None)
