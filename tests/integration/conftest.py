@@ -194,12 +194,12 @@ def start_command(command: str, broker: Broker, queue: str, *args: str, env: dic
     return worker
 
 
-def run_command(broker: Broker, queue: str, *args: str, timeout: float = 60.0
-                ) -> subprocess.CompletedProcess:
+def run_command(broker: Broker, queue: str, *args: str, timeout: float = 60.0,
+                env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``manage.py <args>`` on the test databases to its end; return its output."""
     return subprocess.run([sys.executable, "-m", "django", *args], cwd=ROOT,
-                          env=command_environment(broker, queue), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+                          env=command_environment(broker, queue, env), capture_output=True,
+                          text=True, timeout=timeout, check=False)
 
 
 def command_environment(broker: Broker, queue: str, env: dict | None = None) -> dict[str, str]:

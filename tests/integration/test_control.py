@@ -14,6 +14,7 @@ from pathlib import Path
 
 import kombu
 import pytest
+from django.test import override_settings
 
 import djtasks
 from djtasks import states
@@ -29,6 +30,10 @@ from tests.integration.conftest import (
 )
 from tests.testapp import tasks
 
+#: A mailbox of this module's own: a worker of another run on the shared broker never
+#: answers in place of this module's workers.
+MAILBOX = {"DJTASKS_CONTROL_EXCHANGE": "djtasks-control-tests"}
+
 pytestmark = [pytest.mark.integration,
               pytest.mark.django_db(transaction=True, databases=DATABASES)]
 
@@ -43,8 +48,8 @@ def names() -> list[str]:
 def workers(broker, queue_name, names, django_db_setup) -> Iterator[list[WorkerProcess]]:
     """Two prefork workers on the module's queue; the first also consumes ``<queue>-first``."""
     started = [start_worker(broker, queue_name, "-c", "2", "-n", names[0],
-                            "-Q", f"{queue_name},{queue_name}-first"),
-               start_worker(broker, queue_name, "-c", "2", "-n", names[1])]
+                            "-Q", f"{queue_name},{queue_name}-first", env=MAILBOX),
+               start_worker(broker, queue_name, "-c", "2", "-n", names[1], env=MAILBOX)]
     yield started
     for process in started:
         process.stop()
@@ -64,7 +69,14 @@ def rebind_mailboxes(broker, names: list[str]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _mailboxes_bound(broker, names, workers):
+def _own_mailbox(app_settings):
+    with override_settings(DJTASKS={**app_settings, "control_exchange": MAILBOX[
+            "DJTASKS_CONTROL_EXCHANGE"]}):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _mailboxes_bound(broker, names, workers, _own_mailbox):
     rebind_mailboxes(broker, names)
 
 
@@ -92,14 +104,14 @@ def test_inspect_registered_lists_each_workers_tasks(workers, names, app_setting
 
 def test_the_inspect_and_control_commands_print_every_workers_answer(workers, names, broker,
                                                                      queue_name):
-    pinged = run_command(broker, queue_name, "djtasks", "control", "ping", "--timeout", "2")
+    pinged = run_command(broker, queue_name, "djtasks", "control", "ping", "--timeout", "2", env=MAILBOX)
     assert pinged.returncode == 0, pinged.stderr
     lines = pinged.stdout.splitlines()
     for name in names:
         assert lines[lines.index(f"-> {name}: OK") + 1] == "    pong"
 
     listed = run_command(broker, queue_name, "djtasks", "inspect", "registered",
-                         "-d", ",".join(names), "--timeout", "5")
+                         "-d", ",".join(names), "--timeout", "5", env=MAILBOX)
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert [line for line in lines if not line.startswith("  ")] == [f"-> {name}: OK" for name in names]
@@ -109,7 +121,7 @@ def test_the_inspect_and_control_commands_print_every_workers_answer(workers, na
 
 def test_nobody_answering_is_an_error(workers, broker, queue_name):
     alone = run_command(broker, queue_name, "djtasks", "inspect", "ping",
-                        "-d", "nobody@nowhere", "--timeout", "0.5")
+                        "-d", "nobody@nowhere", "--timeout", "0.5", env=MAILBOX)
     assert alone.returncode == 1
     assert "no worker answered within 0.5 s" in alone.stderr
 
@@ -284,7 +296,7 @@ def test_shutdown_is_warm_and_purge_empties_the_named_queues_only(broker, names,
     own, other, kept = (f"{queue_name}-{suffix}" for suffix in ("own", "other", "kept"))
     name = f"shut-{uuid.uuid4().hex[:6]}@localhost"
     stopping = worker_factory("-c", "1", "-n", name, "-Q", own,
-                              env={"DJTASKS_WORKER_POOL_RESTARTS": "true"})
+                              env={**MAILBOX, "DJTASKS_WORKER_POOL_RESTARTS": "true"})
     ask = djtasks.app.control.inspect(destination=[name], timeout=10)
     # pool_restart, allowed here: a module that holds no task is never imported.
     refused = djtasks.app.control.broadcast("pool_restart", {"modules": ["this"], "reload": True},
@@ -308,7 +320,7 @@ def test_shutdown_is_warm_and_purge_empties_the_named_queues_only(broker, names,
     assert all(one["acknowledged"] is False for one in reserved)
 
     shut = run_command(broker, queue_name, "djtasks", "control", "shutdown", "-d", name,
-                       "--timeout", "10")
+                       "--timeout", "10", env=MAILBOX)
     assert shut.returncode == 0, shut.stderr
     assert shut.stdout.splitlines()[:2] == [f"-> {name}: OK", "    shutting down"]
     assert stopping.process.wait(timeout=30) == 0
@@ -321,7 +333,7 @@ def test_shutdown_is_warm_and_purge_empties_the_named_queues_only(broker, names,
 
     tasks.add.apply_async((1, 2), queue=other)
     tasks.add.apply_async((1, 2), queue=kept)
-    purged = run_command(broker, queue_name, "djtasks", "purge", "-Q", f"{own},{other}", "-f")
+    purged = run_command(broker, queue_name, "djtasks", "purge", "-Q", f"{own},{other}", "-f", env=MAILBOX)
     assert purged.returncode == 0, purged.stderr
     count = len(waiting)
     assert purged.stdout.splitlines() == [
@@ -333,25 +345,25 @@ def test_shutdown_is_warm_and_purge_empties_the_named_queues_only(broker, names,
 def test_the_command_line_status_call_result_and_json(workers, names, broker, queue_name,
                                                      app_settings):
     status = run_command(broker, queue_name, "djtasks", "status", "-d", ",".join(names),
-                         "--timeout", "5")
+                         "--timeout", "5", env=MAILBOX)
     assert status.returncode == 0, status.stderr
     assert status.stdout.splitlines() == [f"-> {names[0]}: OK", f"-> {names[1]}: OK", "",
                                           "2 nodes online."]
     nobody = run_command(broker, queue_name, "djtasks", "status", "-d", "nobody@nowhere",
-                         "--timeout", "0.5")
+                         "--timeout", "0.5", env=MAILBOX)
     assert nobody.returncode == 1
     assert "no worker answered within 0.5 s" in nobody.stderr
 
     called = run_command(broker, queue_name, "djtasks", "call", "tests.testapp.tasks.add",
-                         "--args", "[20, 22]", "--queue", queue_name)
+                         "--args", "[20, 22]", "--queue", queue_name, env=MAILBOX)
     assert called.returncode == 0, called.stderr
     task_id = called.stdout.strip()
     assert djtasks.app.AsyncResult(task_id).get(timeout=30) == 42
-    shown = run_command(broker, queue_name, "djtasks", "result", task_id)
+    shown = run_command(broker, queue_name, "djtasks", "result", task_id, env=MAILBOX)
     assert (shown.returncode, shown.stdout.strip()) == (0, "42")
 
     stats = run_command(broker, queue_name, "djtasks", "inspect", "stats", "--json",
-                        "-d", names[0], "--timeout", "5")
+                        "-d", names[0], "--timeout", "5", env=MAILBOX)
     assert stats.returncode == 0, stats.stderr
     assert json.loads(stats.stdout)[names[0]]["pool"]["max-concurrency"] == 2
 
@@ -359,7 +371,7 @@ def test_the_command_line_status_call_result_and_json(workers, names, broker, qu
 def test_a_second_worker_of_the_same_name_still_runs_tasks(workers, names, worker_factory, broker,
                                                            app_settings, queue_name):
     # Last in the module: when it stops, it deletes the mailbox queue it shares (not on AMQP).
-    twin = worker_factory("-c", "1", "-n", names[0], "-Q", f"{queue_name}-twin")
+    twin = worker_factory("-c", "1", "-n", names[0], "-Q", f"{queue_name}-twin", env=MAILBOX)
     if broker.name == "amqp":  # the first one holds the exclusive mailbox queue
         twin.wait_for_line(rf"cannot listen on the mailbox of {names[0]} .*RESOURCE_LOCKED")
     assert tasks.add.apply_async((1, 2), queue=f"{queue_name}-twin").get(timeout=30) == 3
