@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,10 @@ def set_rate(broker, queue_name, names, task_name: str, rate: str, *, broadcast:
     done = run_command(broker, queue_name, "djtasks", "control", "rate_limit", task_name, rate,
                        "--timeout", "3", *where)
     assert done.returncode == 0, done.stderr
-    return done.stdout.splitlines()
+    printed = done.stdout.splitlines()
+    # Celery's form, "-> name: STATUS" then the answer indented, read as "name: STATUS answer".
+    return [f"{head[3:]} {body.strip()}" for head, body in pairwise(printed)
+            if head.startswith("-> ")]
 
 
 def test_the_command_sets_the_rate_on_every_worker(workers, names, broker, queue_name):
