@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kombu
+from django.db import connections
 
 from djtasks.publish import EventDispatcher
 from djtasks.utils import events
@@ -114,6 +115,7 @@ class EventSender:
                 self.sent += 1
                 self._backoff.reset()
         _discard(dispatcher)
+        connections.close_all()  # django://: this thread's own database connections
 
 
 def _discard(dispatcher: EventDispatcher | None) -> None:

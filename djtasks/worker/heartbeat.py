@@ -80,9 +80,10 @@ class Heartbeat:
     def stop(self, offline: bool = True) -> None:
         """Stop beating; with ``offline`` (a warm shutdown) say so, in an event and the row."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(self.interval + 5)
-            self._thread = None
+        if self._thread is None:
+            return  # never started (the broker was not reached): nothing to take back
+        self._thread.join(self.interval + 5)
+        self._thread = None
         if offline:
             self.sender.emit("worker-offline", **self.fields())
             self.report(OFFLINE)

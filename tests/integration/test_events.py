@@ -185,3 +185,10 @@ def test_killed_worker_reads_lost_and_stopped_one_offline(worker_factory, listen
     output = run_command(broker, "unused", "djtasks", "status", "--all").stdout
     assert f"{killed}: lost" in output
     assert f"{stopped}: offline" in output
+
+
+def test_djtasks_events_dump_prints_the_heartbeats(events_worker, broker, hostname, app_settings):
+    output = run_command(broker, "unused", "djtasks", "events", "--dump", "--timeout", "2.5").stdout
+    beats = [line for line in output.splitlines()
+             if f"[{hostname}] worker-heartbeat" in line and "sw_ident='djtasks'" in line]
+    assert len(beats) >= 2, output
