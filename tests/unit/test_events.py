@@ -164,3 +164,23 @@ def test_sigusr1_logs_the_stack_of_every_thread(caplog):
         parked.set()
     assert "parked-thread" in caplog.text
     assert "test_sigusr1_logs_the_stack_of_every_thread" in caplog.text
+
+
+def test_each_end_of_a_run_is_its_celery_task_event():
+    sender = EventSender(lambda: kombu.Connection("memory://"), "w@h", task_events=True)
+    task_events = TaskEvents(sender)
+    job = type("J", (), {"message": type("M", (), {"id": "t"})})()
+    task_events.finished(job, states.SUCCESS, 0.5, "3")
+    task_events.finished(job, states.FAILURE, 0.5, "ValueError('x')", "Traceback ...")
+    task_events.finished(job, states.RETRY, 0.5, "Retry in 1s")
+    task_events.finished(job, states.REJECTED, 0.5, "no", requeue=True)
+    task_events.finished(job, states.IGNORED, 0.5, "ignored")  # Celery sends none either
+    task_events.revoked("t", terminated=True, signum=9)
+    sent = [sender._queue.get_nowait() for _ in range(sender._queue.qsize())]
+    assert [(e["type"], e["clock"]) for e in sent] == [
+        ("task-succeeded", 1), ("task-failed", 2), ("task-retried", 3), ("task-rejected", 4),
+        ("task-revoked", 5)]
+    assert sent[0]["result"] == "3"
+    assert sent[1]["traceback"] == "Traceback ..."
+    assert sent[3]["requeue"] is True
+    assert (sent[4]["terminated"], sent[4]["signum"]) == (True, 9)
