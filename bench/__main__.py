@@ -38,6 +38,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--idle-wait", type=float, default=120.0, metavar="SECONDS",
                         help="before each measurement, wait up to this long for the CPUs to be "
                              "under 15%% busy (default 120; 0: do not wait)")
+    parser.add_argument("--events", action="store_true",
+                        help="both workers send task events (-E); run once with and once "
+                             "without to see what events cost")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--keep-logs", action="store_true", help="keep the workers' log files")
     parser.add_argument("--profile", type=Path, metavar="DIR",
@@ -64,7 +67,8 @@ def main(argv: list[str]) -> int:
     logs = Path(tempfile.mkdtemp(prefix="djtasks-bench-"))
     options = Options(n=args.n, latency_n=args.latency_n, concurrency=args.concurrency,
                       pool=args.pool, logs=logs, profile=args.profile,
-                      profile_idle=args.profile_idle, idle_wait=args.idle_wait, chord=args.chord)
+                      profile_idle=args.profile_idle, idle_wait=args.idle_wait, chord=args.chord,
+                      events=args.events)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()

@@ -68,6 +68,10 @@ class ExecutionInfo:
     #: The arguments themselves, given only with the result_extended setting.
     args: list | None = None
     kwargs: dict | None = None
+    #: Timings: when the worker received the message, when the task started, how long it ran.
+    received: datetime | None = None
+    started: datetime | None = None
+    runtime: float | None = None
 
 
 @dataclass(frozen=True)

@@ -84,6 +84,7 @@ class DatabaseBackend(CanvasStore):
             if info.args is not None:
                 row.args, row.kwargs = info.args, info.kwargs
                 update += ["args", "kwargs"]
+            update += _timings(row, info)
         if self.is_postgres:
             self._upsert_and_notify(row, tuple(update), guarded)
             return
@@ -172,6 +173,21 @@ class DatabaseBackend(CanvasStore):
     def _ready_meta(self, task_id: str) -> ResultMeta | None:
         meta = self.get_meta(task_id)
         return meta if meta.ready else None
+
+
+def _timings(row: TaskResult, info: ExecutionInfo) -> list[str]:
+    # The worker's timings travel in the same upsert as the state: no query of their own.
+    update = []
+    if info.received is not None:
+        row.date_received = info.received
+        update.append("date_received")
+    if info.started is not None and row.date_started is None:
+        row.date_started = info.started
+        update.append("date_started")
+    if info.runtime is not None:
+        row.runtime = info.runtime
+        update.append("runtime")
+    return update
 
 
 def _changed_meta(meta: ResultMeta, seen: ResultMeta | None) -> ResultMeta | None:

@@ -11,6 +11,7 @@ from djtasks.models.schedules import (
     PeriodicTask,
 )
 from djtasks.models.transport import QueueBinding, QueueMessage
+from djtasks.models.workers import Worker
 
 __all__ = [
     "BeatLease",
@@ -28,4 +29,5 @@ __all__ = [
     "RevokedTask",
     "TaskDelivery",
     "TaskResult",
+    "Worker",
 ]

@@ -3,7 +3,8 @@
 The worker's main thread consumes its own mailbox queue (``<hostname>.<exchange>.pidbox``)
 on the consumer's connection, beside the task queues, so a command is handled between two
 rounds of the consume loop and never races the consumer. Commands, with Celery's names and
-arguments: ``ping``, ``registered`` (inspect), ``rate_limit`` and ``revoke``.
+arguments: ``ping``, ``registered`` (inspect), ``rate_limit``, ``revoke``, ``enable_events``,
+``disable_events`` and ``heartbeat``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from djtasks.utils.log import loggable
 
 if TYPE_CHECKING:
     from djtasks.worker.consumer import Consumer
+    from djtasks.worker.heartbeat import Heartbeat
 
 logger = logging.getLogger("djtasks.worker")
 
@@ -33,15 +35,21 @@ IGNORED_BY_CHILDREN = frozenset({SIGTERM, SIGINT})
 class WorkerControl:
     """The mailbox node of one worker; ``listen`` it on each new consumer connection."""
 
-    def __init__(self, consumer: Consumer, hostname: str) -> None:
+    def __init__(self, consumer: Consumer, hostname: str, heartbeat: Heartbeat | None = None) -> None:
         self.consumer = consumer
         self.hostname = hostname
+        self.heartbeat = heartbeat
         self.mailbox = build_mailbox(consumer.app)
+        # Commands carry the sender's Lamport clock: ours moves past it (Celery's rule).
+        self.mailbox.clock = consumer.events.sender.clock
         self.handlers: dict[str, Callable[..., Any]] = {
             "ping": self.ping,
             "registered": self.registered,
             "rate_limit": self.rate_limit,
             "revoke": self.revoke,
+            "enable_events": self.enable_events,
+            "disable_events": self.disable_events,
+            "heartbeat": self.send_heartbeat,
         }
         self._listener: kombu.Consumer | None = None
 
@@ -112,6 +120,28 @@ class WorkerControl:
     def registered(self, **_: Any) -> list[str]:
         """This worker's task names, djtasks' own built-ins left out."""
         return self.consumer.app.tasks.user_tasks()
+
+    def enable_events(self, **_: Any) -> dict[str, str]:
+        """Turn task events on (worker events follow their setting)."""
+        sender = self.consumer.events.sender
+        if sender.task_events:
+            return {"ok": "task events already enabled"}
+        sender.task_events = True
+        logger.info("control: task events enabled")
+        return {"ok": "task events enabled"}
+
+    def disable_events(self, **_: Any) -> dict[str, str]:
+        sender = self.consumer.events.sender
+        if not sender.task_events:
+            return {"ok": "task events already disabled"}
+        sender.task_events = False
+        logger.info("control: task events disabled")
+        return {"ok": "task events disabled"}
+
+    def send_heartbeat(self, **_: Any) -> None:
+        """Send a worker-heartbeat event now; Celery's command answers nothing."""
+        if self.heartbeat is not None:
+            self.heartbeat.beat_now()
 
     def rate_limit(self, task_name: str, rate_limit: Any = None, **_: Any) -> dict[str, str]:
         """Set ``task_name``'s rate limit on this worker."""

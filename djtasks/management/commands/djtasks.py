@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 import djtasks
 from djtasks.conf import OPTIONS
 from djtasks.control import Replies, describe
+from djtasks.worker import monitor
 
 
 class Command(BaseCommand):
@@ -37,12 +38,36 @@ class Command(BaseCommand):
         questions = inspect.add_subparsers(dest="command", required=True, metavar="question")
         _worker_options(questions.add_parser("ping", help="every worker answers pong"))
         _worker_options(questions.add_parser("registered", help="each worker's task names"))
+        _add_events_parser(sub)
+        _add_status_parser(sub)
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["subcommand"] == "config":
             self.print_config(as_json=options["json"])
         elif options["subcommand"] in ("control", "inspect"):
             self.print_replies(self.send(options), options["timeout"])
+        elif options["subcommand"] == "events":
+            self.events(options)
+        elif options["subcommand"] == "status":
+            self.status_all(options)
+
+    def events(self, options: dict[str, Any]) -> None:
+        """``djtasks events --dump``: print the event stream until interrupted."""
+        try:
+            monitor.dump_events(djtasks.app, self._write_flushed, timeout=options["timeout"])
+        except KeyboardInterrupt:
+            pass
+
+    def status_all(self, options: dict[str, Any]) -> None:
+        """``djtasks status --all``: every Worker row, read from the database."""
+        if not options["all"]:
+            raise CommandError("status: only --all (the Worker rows) is available here")
+        for line in monitor.describe_workers(monitor.worker_statuses()):
+            self.stdout.write(line)
+
+    def _write_flushed(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
 
     def send(self, options: dict[str, Any]) -> Replies | None:
         control, command = djtasks.app.control, options["command"]
@@ -74,6 +99,20 @@ class Command(BaseCommand):
             marker = " " if values[key] == OPTIONS[key].default else "*"
             self.stdout.write(f"{marker} {key:<{width}} = {values[key]!r}")
         self.stdout.write("\n* differs from the default")
+
+
+def _add_events_parser(sub: Any) -> None:
+    events = sub.add_parser("events", help="print the workers' events as they come")
+    events.add_argument("--dump", action="store_true", required=True,
+                        help="print each event as one line (the only mode)")
+    events.add_argument("--timeout", type=float, default=None,
+                        help="stop after this many seconds (default: run until interrupted)")
+
+
+def _add_status_parser(sub: Any) -> None:
+    status = sub.add_parser("status", help="which workers are online")
+    status.add_argument("--all", action="store_true",
+                        help="every Worker row of the database, with its status and heartbeat age")
 
 
 def _worker_options(parser: ArgumentParser) -> None:
