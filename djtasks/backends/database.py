@@ -23,7 +23,9 @@ from djtasks.backends.canvas_store import CanvasStore
 from djtasks.backends.expiry import delete_expired
 from djtasks.backends.in_lists import in_batches
 from djtasks.backends.listener import NotificationListener
+from djtasks.backends.routing_rules import read_enabled_rules
 from djtasks.models import TaskResult
+from djtasks.utils.route_rules import RouteRule
 
 RESULTS_CHANNEL = "djtasks_results"
 _UPSERT_NOTIFY_SQL: dict[tuple, str] = {}
@@ -36,6 +38,7 @@ _META_COLUMNS = ("status", "result", "traceback", "date_done", "task_name", "ret
 class DatabaseBackend(CanvasStore):
     supports_native_wait: ClassVar[bool] = False  # True per instance on PostgreSQL
     supports_chord_counter: ClassVar[bool] = True
+    supports_routing_rules: ClassVar[bool] = True
 
     def __init__(self, alias: str = "default") -> None:
         if alias not in connections.settings:
@@ -50,6 +53,10 @@ class DatabaseBackend(CanvasStore):
     def from_url(cls, url: str) -> DatabaseBackend:
         """``django-db`` is the default database; ``django-db://<alias>`` names another."""
         return cls(urlsplit(url).hostname or "default")
+
+    def read_routing_rules(self) -> tuple[RouteRule, ...]:
+        """The enabled RoutingRule rows, of the database that router.db_for_read names."""
+        return read_enabled_rules()
 
     def store(self, task_id: str, status: str, result: Any = None, *, traceback: str = "",
               info: ExecutionInfo | None = None) -> None:
