@@ -39,6 +39,7 @@ class WorkerControl:
         self.handlers: dict[str, Callable[..., Any]] = {
             "ping": self.ping,
             "registered": self.registered,
+            "active_queues": self.active_queues,
             "rate_limit": self.rate_limit,
             "revoke": self.revoke,
         }
@@ -104,6 +105,13 @@ class WorkerControl:
     def registered(self, **_: Any) -> list[str]:
         """This worker's task names, djtasks' own built-ins left out."""
         return self.consumer.app.tasks.user_tasks()
+
+    def active_queues(self, **_: Any) -> list[dict[str, Any]]:
+        """The queues this worker consumes, described as Celery's ``active_queues`` does."""
+        queues = (self.consumer.app.router.queue(name) for name in self.consumer.queue_names)
+        return [{"name": queue.name, "routing_key": queue.routing_key,
+                 "exchange": {"name": queue.exchange.name, "type": queue.exchange.type}}
+                for queue in queues]
 
     def rate_limit(self, task_name: str, rate_limit: Any = None, **_: Any) -> dict[str, str]:
         """Set ``task_name``'s rate limit on this worker."""

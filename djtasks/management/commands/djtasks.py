@@ -40,6 +40,7 @@ class Command(BaseCommand):
         questions = inspect.add_subparsers(dest="command", required=True, metavar="question")
         _worker_options(questions.add_parser("ping", help="every worker answers pong"))
         _worker_options(questions.add_parser("registered", help="each worker's task names"))
+        _worker_options(questions.add_parser("active_queues", help="the queues each worker consumes"))
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["subcommand"] == "config":
