@@ -166,3 +166,21 @@ def test_a_failed_read_inside_a_postgres_transaction_leaves_it_usable(monkeypatc
     finally:
         app.close()
     assert "routing rules: cannot read them (ProgrammingError" in caplog.text
+
+
+def test_the_admin_says_when_no_running_worker_consumes_the_queue(broker, hipri, workers,
+                                                                 app_settings, admin_client,
+                                                                 monkeypatch):
+    monkeypatch.setenv("DJTASKS_TESTS_MODELS_DB", broker.database)
+
+    def add_rule(name: str, queue: str) -> list[str]:
+        response = admin_client.post("/admin/djtasks/routingrule/add/", {
+            "name": name, "pattern": f"{name}.*", "match": "glob", "order": "0", "enabled": "on",
+            "queue": queue}, follow=True)
+        assert RoutingRule.objects.using(broker.database).filter(name=name).exists()
+        return [str(message) for message in response.context["messages"]]
+
+    nobody = f"nobody-{uuid.uuid4().hex[:6]}"
+    [warning] = [m for m in add_rule("unconsumed", nobody) if "No running worker" in m]
+    assert f"queue {nobody!r}" in warning
+    assert not [m for m in add_rule("consumed", hipri) if "No running worker" in m]
