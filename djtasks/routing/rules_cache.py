@@ -64,6 +64,6 @@ class RulesCache:
         if self._failing:
             self._failing = False
             logger.info("routing rules: read again (%d enabled)", len(rules))
-        fresh = RuleSet(rules)
-        if fresh.rules != self._rules.rules:
-            self._rules = fresh
+        ordered = tuple(sorted(rules, key=lambda rule: (rule.order, rule.name)))
+        if ordered != self._rules.rules:  # unchanged: keep the compiled patterns and answers
+            self._rules = RuleSet(ordered)
