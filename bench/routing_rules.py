@@ -17,7 +17,7 @@ from bench.runner import run_client
 from bench.suite import Options, fresh_queue, say, settle
 from bench.systems import SYSTEMS
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 def rules_case(broker: Broker, options: Options, rules: int) -> dict:
