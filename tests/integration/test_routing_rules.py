@@ -20,6 +20,7 @@ from djtasks.models import IntervalSchedule, PeriodicTask, RoutingRule, TaskResu
 from tests.integration.conftest import (
     BROKERS,
     DATABASES,
+    rebind_mailboxes,
     require_services,
     start_command,
     start_worker,
@@ -172,6 +173,7 @@ def test_the_admin_says_when_no_running_worker_consumes_the_queue(broker, hipri,
                                                                  app_settings, admin_client,
                                                                  monkeypatch):
     monkeypatch.setenv("DJTASKS_TESTS_MODELS_DB", broker.database)
+    rebind_mailboxes(broker, list(workers.values()))
 
     def add_rule(name: str, queue: str) -> list[str]:
         response = admin_client.post("/admin/djtasks/routingrule/add/", {
