@@ -53,6 +53,9 @@ _OPTIONS = (
            nullable=True),
     Option("task_routes", (dict, list, tuple, str), None, "routes: dict, list of pairs, or callables",
            "json", nullable=True),
+    Option("routing_rules_refresh", (int, float), 2.0,
+           "seconds between two reads of the RoutingRule table by a process that publishes; a "
+           "changed rule applies within it, and publishing in between costs no query", "float"),
     Option("task_create_missing_queues", bool, True, "declare a routed queue the first time it is used",
            "bool"),
     Option("task_acks_late", bool, False, "acknowledge after the task ran instead of before", "bool"),

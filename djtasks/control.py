@@ -131,6 +131,10 @@ class Inspect:
         """Each worker's task names."""
         return self._ask("registered")
 
+    def active_queues(self) -> dict[str, Any]:
+        """The queues each worker consumes (a list of ``{name, exchange, routing_key}``)."""
+        return self._ask("active_queues")
+
 
 def describe(replies: Replies) -> list[str]:
     """Return one line per answer, ``host: OK text`` or ``host: ERROR text``, by hostname.

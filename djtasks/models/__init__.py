@@ -3,6 +3,7 @@
 from djtasks.models.canvas import ChordCounter, ChordPart, GroupResult, RevokedTask
 from djtasks.models.execution import DeadLetter, ParkedMessage, TaskDelivery
 from djtasks.models.results import TaskResult
+from djtasks.models.routing import RoutingRule
 from djtasks.models.schedules import (
     BeatLease,
     ClockedSchedule,
@@ -27,6 +28,7 @@ __all__ = [
     "QueueBinding",
     "QueueMessage",
     "RevokedTask",
+    "RoutingRule",
     "TaskDelivery",
     "TaskResult",
     "Worker",

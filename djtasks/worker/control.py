@@ -45,6 +45,7 @@ class WorkerControl:
         self.handlers: dict[str, Callable[..., Any]] = {
             "ping": self.ping,
             "registered": self.registered,
+            "active_queues": self.active_queues,
             "rate_limit": self.rate_limit,
             "revoke": self.revoke,
             "enable_events": self.enable_events,
@@ -142,6 +143,13 @@ class WorkerControl:
         """Send a worker-heartbeat event now; Celery's command answers nothing."""
         if self.heartbeat is not None:
             self.heartbeat.beat_now()
+
+    def active_queues(self, **_: Any) -> list[dict[str, Any]]:
+        """The queues this worker consumes, described as Celery's ``active_queues`` does."""
+        queues = (self.consumer.app.router.queue(name) for name in self.consumer.queue_names)
+        return [{"name": queue.name, "routing_key": queue.routing_key,
+                 "exchange": {"name": queue.exchange.name, "type": queue.exchange.type}}
+                for queue in queues]
 
     def rate_limit(self, task_name: str, rate_limit: Any = None, **_: Any) -> dict[str, str]:
         """Set ``task_name``'s rate limit on this worker."""

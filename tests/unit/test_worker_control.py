@@ -34,6 +34,11 @@ def test_registered_lists_the_users_tasks(control):
     assert not [name for name in names if name.startswith("djtasks.")]
 
 
+def test_active_queues_describes_the_consumed_queues(control):
+    assert control.active_queues() == [
+        {"name": "unit", "routing_key": "unit", "exchange": {"name": "unit", "type": "direct"}}]
+
+
 def test_rate_limit_sets_disables_and_refuses(control):
     assert control.rate_limit(tasks.add.name, "10/m") == {"ok": "new rate limit set successfully"}
     assert control.consumer.rate_limits.rate_of(tasks.add.name) == pytest.approx(10 / 60)

@@ -15,13 +15,16 @@ from djtasks.worker import monitor
 
 
 class Command(BaseCommand):
-    help = ("djtasks administration: 'config' prints the effective configuration; 'control' "
-            "and 'inspect' send commands to the running workers and print their answers.")
+    help = ("djtasks administration: 'config' prints the effective configuration; 'route' "
+            "prints where a task name goes now and why; 'control' and 'inspect' send commands "
+            "to the running workers and print their answers.")
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True, metavar="subcommand")
         config = sub.add_parser("config", help="print the effective configuration, secrets censored")
         config.add_argument("--json", action="store_true", help="print as JSON")
+        route = sub.add_parser("route", help="print the route a task name gets now, and its sources")
+        route.add_argument("task_name", help="the task's name, e.g. reports.tasks.build")
         control = sub.add_parser("control", help="send a command to the workers")
         commands = control.add_subparsers(dest="command", required=True, metavar="command")
         _worker_options(commands.add_parser("ping", help="every worker answers pong"))
@@ -40,10 +43,14 @@ class Command(BaseCommand):
         _worker_options(questions.add_parser("registered", help="each worker's task names"))
         _add_events_parser(sub)
         _add_status_parser(sub)
+        _worker_options(questions.add_parser("active_queues", help="the queues each worker consumes"))
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["subcommand"] == "config":
             self.print_config(as_json=options["json"])
+        elif options["subcommand"] == "route":
+            for line in djtasks.app.explain_route(options["task_name"]).lines():
+                self.stdout.write(line)
         elif options["subcommand"] in ("control", "inspect"):
             self.print_replies(self.send(options), options["timeout"])
         elif options["subcommand"] == "events":
