@@ -14,6 +14,7 @@ from pathlib import Path
 from bench.brokers import brokers
 from bench.database import prepare
 from bench.report import chord_table, table
+from bench.routing_rules import ROUNDS, rules_case, rules_table
 from bench.suite import Options, remove_logs, run_case, say
 from bench.systems import SYSTEMS
 
@@ -38,6 +39,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--idle-wait", type=float, default=120.0, metavar="SECONDS",
                         help="before each measurement, wait up to this long for the CPUs to be "
                              "under 15%% busy (default 120; 0: do not wait)")
+    parser.add_argument("--events", action="store_true",
+                        help="both workers send task events (-E); run once with and once "
+                             "without to see what events cost")
+    parser.add_argument("--routing-rules", type=int, default=0, metavar="N",
+                        help="instead of the suite: djtasks' results-off enqueue without and with "
+                             "N enabled routing rules, alternately, on each broker")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--keep-logs", action="store_true", help="keep the workers' log files")
     parser.add_argument("--profile", type=Path, metavar="DIR",
@@ -64,11 +71,19 @@ def main(argv: list[str]) -> int:
     logs = Path(tempfile.mkdtemp(prefix="djtasks-bench-"))
     options = Options(n=args.n, latency_n=args.latency_n, concurrency=args.concurrency,
                       pool=args.pool, logs=logs, profile=args.profile,
-                      profile_idle=args.profile_idle, idle_wait=args.idle_wait, chord=args.chord)
+                      profile_idle=args.profile_idle, idle_wait=args.idle_wait, chord=args.chord,
+                      events=args.events)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     prepare()
+    if args.routing_rules:
+        found = {broker: rules_case(known[broker], options, args.routing_rules)
+                 for broker in args.brokers}
+        print(f"\nN={args.n:,}, median of {ROUNDS} alternating rounds; "
+              f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}\n")
+        print(rules_table(found, {key: b.title for key, b in known.items()}, args.routing_rules))
+        return 0
     cases = [run_case(SYSTEMS[system], known[broker], options)
              for broker in args.brokers for system in args.systems]
     failed = any("failed" in (case.note, case.chord.get("note")) for case in cases)

@@ -48,9 +48,13 @@ class Progress:
         print(f"    {self.label}: {text} ({self.last - self.started:.0f} s)", file=sys.stderr, flush=True)
 
 
-def enqueue(side: Any, n: int, ignore_result: bool, label: str) -> dict:
-    """Publish stamp, N no-ops, stamp; time the N publishes alone."""
+def enqueue(side: Any, n: int, ignore_result: bool, label: str, routing_rules: int = 0) -> dict:
+    """Publish stamp, N no-ops, stamp; time the N publishes alone.
+
+    ``routing_rules`` enabled RoutingRule rows (none by default) route the tasks meanwhile.
+    """
     side.purge()
+    side.install_routing_rules(routing_rules)
     first_stamp = side.send_stamp()  # also connects: connecting is not publishing
     progress = Progress(f"{label} enqueue")
     started = time.perf_counter()
@@ -167,6 +171,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--stamps", default="")
     parser.add_argument("--noops", default="")
     parser.add_argument("--label", default="")
+    parser.add_argument("--routing-rules", type=int, default=0)
     return parser.parse_args(argv)
 
 
@@ -176,7 +181,7 @@ def main(argv: list[str]) -> None:
     label = args.label or args.system
     try:
         if args.step == "enqueue":
-            outcome = enqueue(side, args.n, args.ignore_result, label)
+            outcome = enqueue(side, args.n, args.ignore_result, label, args.routing_rules)
         elif args.step == "drain":
             outcome = drain(side, args.n, args.stamps.split(","), args.noops.split(","),
                             args.ignore_result, label)

@@ -16,10 +16,17 @@ django.setup()
 import djtasks  # noqa: E402 - the tasks' app needs the settings that setup() loaded
 from bench import queues  # noqa: E402
 from bench.benchapp.tasks import noop, number, stamp, total  # noqa: E402
-from djtasks.models import ChordCounter, ChordPart, GroupResult, QueueMessage, TaskResult  # noqa: E402
+from djtasks.models import (  # noqa: E402
+    ChordCounter,
+    ChordPart,
+    GroupResult,
+    QueueMessage,
+    RoutingRule,
+    TaskResult,
+)
 
-#: What ``reset_results`` empties: results, django:// messages, the canvas' joins.
-TABLES = (TaskResult, QueueMessage, GroupResult, ChordCounter, ChordPart)
+#: What ``reset_results`` empties: results, django:// messages, the canvas' joins, the rules.
+TABLES = (TaskResult, QueueMessage, GroupResult, ChordCounter, ChordPart, RoutingRule)
 
 
 class Side:
@@ -57,6 +64,23 @@ class Side:
 
     def value(self, task_id: str) -> Any:
         return self.app.AsyncResult(task_id).get(timeout=10)
+
+    def install_routing_rules(self, n: int) -> None:
+        """Make ``n`` enabled rules: n - 1 that match nothing here (globs and regexes), tried
+        first, then one that routes the benchmark's tasks to this same queue."""
+        RoutingRule.objects.all().delete()
+        if not n:
+            return
+        rules = [RoutingRule(name=f"bench-{i:03}", order=i, queue=f"elsewhere-{i}",
+                             **({"pattern": rf"^elsewhere{i}\.tasks\.", "match": "regex"} if i % 3 == 0
+                                else {"pattern": f"elsewhere{i}.tasks.*"}))
+                 for i in range(n - 1)]
+        rules.append(RoutingRule(name="bench-last", order=n, pattern="bench.benchapp.tasks.*",
+                                 queue=self.queue.name))
+        RoutingRule.objects.bulk_create(rules)
+        found = self.app.explain_route(noop.name)
+        if found.source != 'rule "bench-last"' or found.route.queue.name != self.queue.name:
+            raise SystemExit(f"routing rules: expected noop routed by bench-last, got {found.lines()}")
 
     def queue_size(self) -> int:
         return queues.size(self.queue, self.channel)

@@ -43,6 +43,7 @@ class Options:
     idle_wait: float = 120.0  # seconds to wait for an idle machine before a measurement
     idle_threshold: float = 0.15  # share of all CPUs that counts as idle
     chord: int = 0  # header tasks of the chord phase (0: no chord phase)
+    events: bool = False  # workers send task events (-E)
 
 
 def say(text: str) -> None:
@@ -164,7 +165,8 @@ def fresh_queue(system: System, env: dict[str, str], queue: str) -> Iterator[Non
 def running_worker(system: System, options: Options, env: dict[str, str], queue: str,
                    stem: str) -> Iterator[Worker]:
     """Start a worker on ``queue``, logging to ``<logs>/<stem>.log``; stop it after the block."""
-    worker = Worker(system.worker_argv(queue, concurrency=options.concurrency, pool=options.pool),
+    worker = Worker(system.worker_argv(queue, concurrency=options.concurrency, pool=options.pool,
+                                       events=options.events),
                     env, options.logs / f"{stem}.log")
     try:
         worker.wait_ready()

@@ -21,10 +21,14 @@ class System:
     def supports(self, broker: Broker) -> bool:
         return self.key == "djtasks" or broker.celery_broker is not None
 
-    def worker_argv(self, queue: str, *, concurrency: int, pool: str) -> list[str]:
-        """Return the command line of a worker consuming ``queue``, logging at INFO."""
+    def worker_argv(self, queue: str, *, concurrency: int, pool: str,
+                    events: bool = False) -> list[str]:
+        """Return the command line of a worker consuming ``queue``, logging at INFO.
+
+        ``events``: both send task events (``-E``).
+        """
         common = ["-Q", queue, "-c", str(concurrency), "-P", pool, "-l", "INFO",
-                  "-n", f"bench-{self.key}@%h"]
+                  "-n", f"bench-{self.key}@%h", *(["-E"] if events else [])]
         if self.key == "djtasks":
             return [sys.executable, "-m", "django", "runworker", *common]
         return [sys.executable, "-m", "celery", "-A", "bench.celeryapp", "worker", *common,

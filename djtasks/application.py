@@ -31,7 +31,7 @@ from djtasks.publish import Publisher
 from djtasks.registry import TaskRegistry
 from djtasks.result import AsyncResult, EagerResult
 from djtasks.result.eager import run_eagerly
-from djtasks.routing import Route, Router
+from djtasks.routing import Explanation, Route, Router, RulesCache
 from djtasks.schedules import crontab
 from djtasks.signals import on_after_configure
 from djtasks.task import (
@@ -45,6 +45,7 @@ from djtasks.task import (
 )
 from djtasks.transport.aliases import broker_alias
 from djtasks.utils.annotations import annotated_copy, annotation_options
+from djtasks.utils.route_rules import RouteRule
 
 
 class App:
@@ -54,11 +55,13 @@ class App:
         self.settings = settings
         self.main = main
         self.tasks = TaskRegistry(prepare=self._annotated)
+        self.routing_rules = RulesCache(self._read_routing_rules, settings.routing_rules_refresh)
         self.router = Router(
             settings.task_routes, settings.task_default_queue,
             create_missing_queues=settings.task_create_missing_queues,
             default_exchange=settings.task_default_exchange,
             default_routing_key=settings.task_default_routing_key,
+            rules=self.routing_rules, default_priority=settings.task_default_priority,
         )
         self._periodic_tasks: dict[str, dict[str, Any]] = {}
         self._configured = False
@@ -139,8 +142,7 @@ class App:
             task = self.registered(task)
         check_call_options(options)
         args, kwargs = tuple(args or ()), dict(kwargs or {})
-        task_options = _task_level_options(task)
-        route = self.route(name, args, kwargs, {**task_options, **options}, task)
+        route = self.route(name, args, kwargs, options, task)
         # None travels as None: the worker then decides by the task and its own settings,
         # as a Celery worker does for Celery's send_task.
         ignore_result = options.get("ignore_result")
@@ -158,7 +160,7 @@ class App:
             retries=options.get("retries") or 0,
             ignore_result=ignore_result,
             headers=options.get("headers") or {},
-            priority=_priority(options, task, route, self.settings),
+            priority=None if route.priority is None else check_priority(route.priority),
             expires=expiry_time(_first_given(options.get("expires"), task and task.expires)),
             eta=eta_time(options.get("countdown"), options.get("eta")),
             time_limit=_time_limit(options, "time_limit"),
@@ -176,7 +178,7 @@ class App:
             parent.children.append(task_id)
         self.publisher.publish(
             message, route,
-            serializer=options.get("serializer") or task_options.get("serializer"),
+            serializer=options.get("serializer") or (task.serializer if task is not None else None),
             retry=options.get("retry"),
             retry_policy=options.get("retry_policy"),
         )
@@ -184,8 +186,24 @@ class App:
 
     def route(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
               options: Mapping[str, Any], task: Task | None = None) -> Route:
-        """Return where a call of ``name`` with these options would be published."""
+        """Return where a call of ``name`` with these (explicit) options would be published."""
         return self.router.route(name, args, kwargs, options, task)
+
+    def explain_route(self, name: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                      options: Mapping[str, Any] | None = None) -> Explanation:
+        """Return the route a call of ``name`` gets now and where each key came from.
+
+        The rules are read afresh, so a rule saved a moment ago shows; the task's own
+        options count when ``name`` is registered here.
+        """
+        task = self.tasks.get(name)
+        return self.router.explain(name, args, kwargs, options, task=task, fresh=True)
+
+    def _read_routing_rules(self) -> Sequence[RouteRule] | None:
+        if not django_apps.ready:
+            return None  # Django is still loading its apps: no table to read yet
+        backend = self.backend
+        return backend.read_routing_rules() if backend.supports_routing_rules else ()
 
     def apply_eagerly(self, task: Task, args: tuple, kwargs: dict, task_id: str | None,
                       throw: bool | None = None, **options: Any) -> EagerResult:
@@ -322,14 +340,6 @@ def _wire_chord(value: Any) -> dict[str, Any] | None:
     return value.to_dict() if isinstance(value, Signature) else dict(value)
 
 
-def _task_level_options(task: Task | None) -> dict[str, Any]:
-    if task is None:
-        return {}
-    found = {"queue": task.queue, "routing_key": task.routing_key, "priority": task.priority,
-             "serializer": task.serializer}
-    return {key: value for key, value in found.items() if value is not None}
-
-
 def _time_limit(options: Mapping[str, Any], key: str) -> float | None:
     # Only the call's own limit travels; the worker falls back to the task's, then its own.
     value = options.get(key)
@@ -342,15 +352,6 @@ def _time_limit(options: Mapping[str, Any], key: str) -> float | None:
 
 def _first_given(*values: Any) -> Any:
     return next((value for value in values if value is not None), None)
-
-
-def _priority(options: Mapping[str, Any], task: Task | None, route: Route,
-              settings: Settings) -> int | None:
-    for candidate in (options.get("priority"), task.priority if task else None, route.priority,
-                      settings.task_default_priority):
-        if candidate is not None:
-            return check_priority(candidate)
-    return None
 
 
 # -- the default app and shared tasks ------------------------------------------------------

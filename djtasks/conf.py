@@ -53,6 +53,9 @@ _OPTIONS = (
            nullable=True),
     Option("task_routes", (dict, list, tuple, str), None, "routes: dict, list of pairs, or callables",
            "json", nullable=True),
+    Option("routing_rules_refresh", (int, float), 2.0,
+           "seconds between two reads of the RoutingRule table by a process that publishes; a "
+           "changed rule applies within it, and publishing in between costs no query", "float"),
     Option("task_create_missing_queues", bool, True, "declare a routed queue the first time it is used",
            "bool"),
     Option("task_acks_late", bool, False, "acknowledge after the task ran instead of before", "bool"),
@@ -102,6 +105,21 @@ _OPTIONS = (
     Option("worker_max_memory_per_child", int, None,
            "prefork: replace a pool process whose resident memory passes this many KiB after a "
            "task", "int", nullable=True),
+    Option("worker_heartbeat_interval", (int, float), 2.0,
+           "seconds between two worker-heartbeat events and two updates of the worker's Worker "
+           "row; a worker silent for 3 intervals reads as lost", "float"),
+    Option("worker_send_task_events", bool, False,
+           "send task-received/started/succeeded/failed/... events (runworker -E)", "bool"),
+    Option("worker_send_worker_events", bool, True,
+           "send worker-online/heartbeat/offline events (False: none, not even on -E)", "bool"),
+    Option("worker_event_buffer", int, 10000,
+           "events a worker keeps while the broker is slow to take them; past it, new ones "
+           "are dropped and counted", "int"),
+    Option("worker_forget_after", (int, float), 86400.0,
+           "seconds after its last heartbeat that a worker's Worker row is deleted by the "
+           "daily djtasks.backend_cleanup task", "float"),
+    Option("task_send_sent_event", bool, False,
+           "producers send a task-sent event for each task they publish", "bool"),
     Option("task_time_limit", (int, float), None,
            "hard time limit in seconds: the task's process is killed (prefork)", "float",
            nullable=True),

@@ -7,6 +7,9 @@ error is translated into ``djtasks.exceptions.OperationalError`` naming the (cen
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +20,9 @@ from djtasks import protocol, signals
 from djtasks.conf import Settings, censor_url
 from djtasks.exceptions import ImproperlyConfigured, OperationalError
 from djtasks.routing import Route
+from djtasks.utils import events
+
+logger = logging.getLogger("djtasks.publish")
 
 RETRY_POLICY_KEYS = frozenset({"max_retries", "interval_start", "interval_step", "interval_max"})
 
@@ -30,6 +36,9 @@ class Publisher:
         self._connection = self.new_connection()
         self._connections = self._connection.Pool(limit=settings.broker_pool_limit)
         self._pool = ProducerPool(self._connections, limit=settings.broker_pool_limit)
+        # task_send_sent_event: the producer's Lamport clock and its hostname.
+        self._clock = events.LamportClock()
+        self._hostname = f"gen{os.getpid()}@{socket.gethostname()}"
 
     def new_connection(self) -> kombu.Connection:
         """Return a new, not yet connected, broker connection of this configuration."""
@@ -66,6 +75,8 @@ class Publisher:
                     delivery_mode=2,
                     **properties,
                 )
+                if self.settings.task_send_sent_event:
+                    self.send_sent_event(producer, message, route, exchange)
         except OperationalError:
             raise
         except (kombu.exceptions.OperationalError, ConnectionError, OSError) as exc:
@@ -74,6 +85,16 @@ class Publisher:
             ) from exc
         signals.after_task_publish.send_robust(sender=message.task, body=wire.body, exchange=exchange,
                                                routing_key=route.routing_key, headers=wire.headers)
+
+    def send_sent_event(self, producer: kombu.Producer, message: protocol.TaskMessage,
+                        route: Route, exchange: str) -> None:
+        """Send ``task-sent`` on the producer that sent ``message``; never fail the call."""
+        dispatcher = EventDispatcher(producer.connection, self._hostname, self._clock)
+        try:
+            dispatcher.publish(dispatcher.event("task-sent", **sent_event_fields(message, route, exchange)),
+                               producer=producer)
+        except Exception as exc:  # fire-and-forget: the task is sent, its news may be lost
+            logger.warning("task-sent event of %s not sent: %s", message.id, exc)
 
     def retry_policy(self, override: Mapping[str, Any] | None) -> dict[str, Any]:
         """Return the app's retry policy updated by ``override``, after checking its keys."""
@@ -111,3 +132,57 @@ def wire_exchange(route: Route) -> str:
             and queue.exchange.type == "direct"):
         return ""
     return route.exchange
+
+
+class EventDispatcher:
+    """Send Celery events (``utils/events.py``) on one broker connection, in one thread.
+
+    A producer's (``task-sent``) goes on a pooled producer; the worker's on a connection
+    of its own, from its event sender thread. kombu connections are not thread-safe: one
+    dispatcher is used by one thread at a time.
+    """
+
+    def __init__(self, connection: kombu.Connection, hostname: str, clock: events.LamportClock,
+                 pid: int | None = None) -> None:
+        self.connection = connection
+        self.hostname = hostname
+        self.clock = clock
+        self.pid = pid
+        self.exchange = events.event_exchange(connection.transport.driver_type)
+        self._producer: kombu.Producer | None = None
+
+    def event(self, event_type: str, **fields: Any) -> dict[str, Any]:
+        """Return the body of an event sent now, its clock moved forward."""
+        return events.build_event(event_type, hostname=self.hostname, clock=self.clock.forward(),
+                                  pid=self.pid, **fields)
+
+    def send(self, event_type: str, **fields: Any) -> None:
+        self.publish(self.event(event_type, **fields))
+
+    def publish(self, event: Mapping[str, Any], producer: kombu.Producer | None = None) -> None:
+        """Publish a built ``event``; raise the broker's error (the caller drops or retries)."""
+        if producer is None:
+            if self._producer is None:
+                self._producer = kombu.Producer(self.connection.default_channel)
+                self.exchange(self._producer.channel).declare()
+            producer = self._producer
+        producer.publish(dict(event), exchange=self.exchange.name,
+                         routing_key=events.routing_key(event["type"]), serializer="json",
+                         headers={"hostname": event["hostname"]},
+                         delivery_mode=events.DELIVERY_MODE, declare=[self.exchange])
+
+    def reset(self) -> None:
+        """Forget the producer (after a connection error: the next publish makes a new one)."""
+        self._producer = None
+
+
+def sent_event_fields(message: protocol.TaskMessage, route: Route, exchange: str) -> dict[str, Any]:
+    """The fields of Celery's ``task-sent`` event for ``message``."""
+    return {
+        "uuid": message.id, "root_id": message.root_id, "parent_id": message.parent_id,
+        "name": message.task, "args": message.argsrepr or repr(tuple(message.args)),
+        "kwargs": message.kwargsrepr or repr(dict(message.kwargs)), "retries": message.retries,
+        "eta": message.eta.isoformat() if message.eta is not None else None,
+        "expires": message.expires.isoformat() if message.expires is not None else None,
+        "queue": route.queue.name, "exchange": exchange, "routing_key": route.routing_key,
+    }

@@ -1,5 +1,5 @@
 """The Django admin as djtasks' dashboard: one module per ModelAdmin (edge layer)."""
 
-from djtasks.admin import clocked, crontabs, intervals, periodic_tasks, results
+from djtasks.admin import clocked, crontabs, intervals, periodic_tasks, results, routing_rules, workers
 
-__all__ = ["clocked", "crontabs", "intervals", "periodic_tasks", "results"]
+__all__ = ["clocked", "crontabs", "intervals", "periodic_tasks", "results", "routing_rules", "workers"]

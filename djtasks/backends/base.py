@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from djtasks import states
 from djtasks.exceptions import RemoteTaskError
 from djtasks.exceptions import TimeoutError as ResultTimeoutError
+from djtasks.utils.route_rules import RouteRule
 
 #: Polling starts this fast, for the common case of a task that is already nearly done.
 FIRST_POLL_INTERVAL = 0.005
@@ -68,6 +69,10 @@ class ExecutionInfo:
     #: The arguments themselves, given only with the result_extended setting.
     args: list | None = None
     kwargs: dict | None = None
+    #: Timings: when the worker received the message, when the task started, how long it ran.
+    received: datetime | None = None
+    started: datetime | None = None
+    runtime: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class ResultBackend(ABC):
     supports_native_wait: ClassVar[bool] = False
     #: True when the backend counts chord parts itself (``start_chord``, ``chord_part_done``).
     supports_chord_counter: ClassVar[bool] = False
+    #: True when the store holds routing rules (``read_routing_rules``).
+    supports_routing_rules: ClassVar[bool] = False
 
     @classmethod
     def from_url(cls, url: str) -> ResultBackend:
@@ -168,6 +175,15 @@ class ResultBackend(ABC):
         Groups, finished chord counters and expired revocations of that age go with them.
         """
         raise self._unsupported("expiring results")
+
+    def read_routing_rules(self) -> tuple[RouteRule, ...]:
+        """Return the enabled routing rules; raise when they cannot be read.
+
+        Called at most every ``routing_rules_refresh`` seconds per process, from any thread
+        that publishes, so it must be one small read that leaves the caller's transaction
+        as it found it.
+        """
+        raise self._unsupported("routing rules")
 
     def _unsupported(self, what: str) -> NotImplementedError:
         return NotImplementedError(f"{type(self).__name__} does not store {what}")

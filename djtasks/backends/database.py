@@ -24,7 +24,9 @@ from djtasks.backends.expiry import delete_expired
 from djtasks.backends.in_lists import in_batches
 from djtasks.backends.listener import NotificationListener
 from djtasks.backends.outages import retried_write
+from djtasks.backends.routing_rules import read_enabled_rules
 from djtasks.models import TaskResult
+from djtasks.utils.route_rules import RouteRule
 
 RESULTS_CHANNEL = "djtasks_results"
 _UPSERT_NOTIFY_SQL: dict[tuple, str] = {}
@@ -37,6 +39,7 @@ _META_COLUMNS = ("status", "result", "traceback", "date_done", "task_name", "ret
 class DatabaseBackend(CanvasStore):
     supports_native_wait: ClassVar[bool] = False  # True per instance on PostgreSQL
     supports_chord_counter: ClassVar[bool] = True
+    supports_routing_rules: ClassVar[bool] = True
 
     def __init__(self, alias: str = "default") -> None:
         if alias not in connections.settings:
@@ -52,7 +55,10 @@ class DatabaseBackend(CanvasStore):
         """``django-db`` is the default database; ``django-db://<alias>`` names another."""
         return cls(urlsplit(url).hostname or "default")
 
-    @retried_write
+    def read_routing_rules(self) -> tuple[RouteRule, ...]:
+        """The enabled RoutingRule rows, of the database that router.db_for_read names."""
+        return read_enabled_rules()
+
     def store(self, task_id: str, status: str, result: Any = None, *, traceback: str = "",
               info: ExecutionInfo | None = None) -> None:
         # A ready state is final: a RETRY or STARTED stored late (the retried run may finish
@@ -63,6 +69,7 @@ class DatabaseBackend(CanvasStore):
     def fail_unless_ready(self, task_id: str, error: Any) -> None:
         self._store(task_id, states.FAILURE, error, "", None, guarded=True)  # one statement
 
+    @retried_write
     def _store(self, task_id: str, status: str, result: Any, traceback: str,
                info: ExecutionInfo | None, guarded: bool) -> None:
         now = timezone.now()
@@ -84,6 +91,7 @@ class DatabaseBackend(CanvasStore):
             if info.args is not None:
                 row.args, row.kwargs = info.args, info.kwargs
                 update += ["args", "kwargs"]
+            update += _timings(row, info)
         if self.is_postgres:
             self._upsert_and_notify(row, tuple(update), guarded)
             return
@@ -172,6 +180,21 @@ class DatabaseBackend(CanvasStore):
     def _ready_meta(self, task_id: str) -> ResultMeta | None:
         meta = self.get_meta(task_id)
         return meta if meta.ready else None
+
+
+def _timings(row: TaskResult, info: ExecutionInfo) -> list[str]:
+    # The worker's timings travel in the same upsert as the state: no query of their own.
+    update = []
+    if info.received is not None:
+        row.date_received = info.received
+        update.append("date_received")
+    if info.started is not None and row.date_started is None:
+        row.date_started = info.started
+        update.append("date_started")
+    if info.runtime is not None:
+        row.runtime = info.runtime
+        update.append("runtime")
+    return update
 
 
 def _changed_meta(meta: ResultMeta, seen: ResultMeta | None) -> ResultMeta | None:

@@ -16,6 +16,7 @@ from django.core.management.base import CommandError
 
 from djtasks.application import App
 from djtasks.control import Replies, describe, merged
+from djtasks.worker import monitor
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ def add_parsers(sub: _SubParsersAction) -> None:
     status = sub.add_parser("status", help="list the workers that answer a ping",
                             description="List the workers that answer a ping, then how many.")
     worker_options(status)
+    status.add_argument("--all", action="store_true",
+                        help="every worker of the database's Worker table, with its status (online, "
+                             "offline, lost) and heartbeat age, whether it answers or not")
 
 
 def worker_options(parser: ArgumentParser) -> None:
@@ -119,7 +123,11 @@ def remote(app: App, options: dict[str, Any], out: Any) -> None:
 
 
 def status(app: App, options: dict[str, Any], out: Any) -> None:
-    """Print the workers that answer a ping, then ``N nodes online.``."""
+    """Print the workers that answer a ping, then ``N nodes online.``; ``--all``: every Worker row."""
+    if options.get("all"):
+        for line in monitor.describe_workers(monitor.worker_statuses()):
+            out.write(line)
+        return
     replies = app.control.ping(destination=options["destination"], timeout=options["timeout"])
     print_replies(replies, options, out, show_reply=False)
     if not options["json"]:

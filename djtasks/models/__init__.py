@@ -3,6 +3,7 @@
 from djtasks.models.canvas import ChordCounter, ChordPart, GroupResult, RevokedTask
 from djtasks.models.execution import DeadLetter, ParkedMessage, TaskDelivery
 from djtasks.models.results import TaskResult
+from djtasks.models.routing import RoutingRule
 from djtasks.models.schedules import (
     BeatLease,
     ClockedSchedule,
@@ -11,6 +12,7 @@ from djtasks.models.schedules import (
     PeriodicTask,
 )
 from djtasks.models.transport import QueueBinding, QueueMessage
+from djtasks.models.workers import Worker
 
 __all__ = [
     "BeatLease",
@@ -26,6 +28,8 @@ __all__ = [
     "QueueBinding",
     "QueueMessage",
     "RevokedTask",
+    "RoutingRule",
     "TaskDelivery",
     "TaskResult",
+    "Worker",
 ]

@@ -33,6 +33,9 @@ class TaskResult(models.Model):
     date_created = models.DateTimeField(_("created"), auto_now_add=True)
     date_started = models.DateTimeField(_("started"), null=True, blank=True)
     date_done = models.DateTimeField(_("done"), null=True, blank=True, db_index=True)
+    # When the worker received the message, and how long the task ran (seconds).
+    date_received = models.DateTimeField(_("received"), null=True, blank=True)
+    runtime = models.FloatField(_("runtime (s)"), null=True, blank=True)
     worker = models.CharField(_("worker"), max_length=255, blank=True)
     retries = models.PositiveIntegerField(_("retries"), default=0)
     queue = models.CharField(_("queue"), max_length=255, blank=True)
@@ -54,6 +57,11 @@ class TaskResult(models.Model):
         verbose_name = _("task result")
         verbose_name_plural = _("task results")
         ordering = ("-date_created",)
+        indexes = [
+            # "failures per minute over the last 24 h", "p95 runtime per task".
+            models.Index(fields=["status", "date_done"], name="djtasks_result_status_done"),
+            models.Index(fields=["task_name", "date_done"], name="djtasks_result_name_done"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.task_name or '?'}[{self.task_id}] {self.status}"

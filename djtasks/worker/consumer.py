@@ -36,6 +36,8 @@ from djtasks.models import DeadLetter
 from djtasks.utils.log import loggable
 from djtasks.worker.deliveries import DeliveryLimit
 from djtasks.worker.eta import EtaGate
+from djtasks.worker.events import EventSender, TaskEvents
+from djtasks.worker.heartbeat import WorkerStats
 from djtasks.worker.pools.base import Outcome, Pool, PoolFull
 from djtasks.worker.rate_limits import RateLimits
 from djtasks.worker.request import Job, Report, request_context
@@ -86,6 +88,10 @@ class Consumer:
         self.eta = EtaGate([app.router.queue(name) for name in self.queue_names])
         self.deliveries = DeliveryLimit(app, hostname, self.workflow)
         self.rate_limits = RateLimits(app.tasks, pool, on_held=self._widen_window)
+        #: Task events (off unless the worker turns them on) and the heartbeat's counters.
+        self.events = TaskEvents(EventSender(app.connection, hostname, task_events=False,
+                                             worker_events=False))
+        self.stats = WorkerStats()
         #: Called with each new connection, after the task queues (the control mailbox).
         self.on_connect: list[Callable[[kombu.Connection], None]] = []
 
@@ -254,6 +260,7 @@ class Consumer:
             self.reject_bad_message(message, exc)
             return
         logger.info("Task %s received", job.label)
+        self.events.received(job)
         signals.task_received.send_robust(sender=self, request=job)
         self.revocations.message_received()
         if self.eta.defer(job, message):  # due later: parked in the database, or held briefly
@@ -277,6 +284,7 @@ class Consumer:
             ignore_result=_first_set(task_message.ignore_result, task.ignore_result,
                                      settings.task_ignore_result),
             track_started=_first_set(task.track_started, settings.task_track_started),
+            received=time.time(),
             **execution_options(task_message, task, settings),
         )
 
@@ -290,6 +298,7 @@ class Consumer:
         task_id = protocol.task_id_of(message.headers, message.properties)
         logger.error("Rejecting message %s: %s", _id_for_log(task_id), loggable(exc, 1000))
         message.reject(requeue=False)
+        self.events.rejected(task_id)
         if isinstance(exc, NotRegistered):
             signals.task_unknown.send_robust(sender=self, name=exc.args[0], id=task_id,
                                              message=message, exc=exc)
@@ -347,6 +356,8 @@ class Consumer:
             self.fail_unsent(job, message, exc)
             return
         self.totals[job.message.task] += 1
+        self.stats.active = len(self.active)
+        self.events.started(job)
 
     def fail_unsent(self, job: Job, message: kombu.Message, exc: Exception) -> None:
         """Fail ``job``, which the pool refused: store FAILURE, fail its canvas, settle it."""
@@ -368,6 +379,7 @@ class Consumer:
         # Stored before the ack: if the store fails, the message is still ours to skip again.
         self.store_revoked(job, reason)
         message.ack()
+        self.events.revoked(job.message.id, expired=reason == "expired")
         signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task), request=job,
                                          terminated=False, signum=None, expired=reason == "expired")
 
@@ -430,6 +442,7 @@ class Consumer:
             signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task),
                                              request=job, terminated=True, signum=signum,
                                              expired=False)
+            self.events.revoked(job.message.id, terminated=True, signum=signum)
         else:
             fate = late_fate(job, outcome) if job.acks_late else Fate.ACK
             self.report(job, outcome, fate)
@@ -443,6 +456,7 @@ class Consumer:
                 settle_message(message, fate)
         self.active.pop(job.message.id, None)
         self.started_at.pop(job.message.id, None)
+        self.stats.active = len(self.active)
 
     def report(self, job: Job, outcome: Outcome, fate: Fate = Fate.ACK) -> None:
         # A member that was killed, was lost, or could not run or record the task (its
@@ -456,9 +470,20 @@ class Consumer:
             logger.error("Task %s raised unexpected: %s", job.label, loggable(repr(error), 1000))
             # It died mid-task: its errbacks, chain and chord wait for it.
             self.record_failure(job, error, fail_canvas=outcome.lost is not None)
+            self.count(job, states.FAILURE, None, repr(error))
             return
         report: Report = outcome.value
         log_report(job.label, report)
+        self.count(job, report.state, report.runtime, report.summary, report.traceback,
+                   report.requeue)
+
+    def count(self, job: Job, state: str, runtime: float | None, summary: str,
+              traceback: str = "", requeue: bool = False) -> None:
+        """Count a finished job for the heartbeat, and send its task event."""
+        self.stats.processed += 1
+        if state == states.FAILURE:
+            self.stats.failed += 1
+        self.events.finished(job, state, runtime, summary, traceback, requeue)
 
     def record_failure(self, job: Job, error: Exception, fail_canvas: bool) -> None:
         """Store FAILURE for ``job`` from the main process; with ``fail_canvas``, fail its canvas."""

@@ -10,7 +10,8 @@ arguments and reply shapes, so ``celery inspect``/``celery control`` and Flower 
   (the snapshots are built in ``snapshots.py`` and ``stats.py``);
 - control: ``rate_limit``, ``time_limit``, ``revoke``, ``add_consumer``,
   ``cancel_consumer``, ``pool_grow``, ``pool_shrink``, ``autoscale``, ``pool_restart``
-  (with ``worker_pool_restarts`` only), ``shutdown``.
+  (with ``worker_pool_restarts`` only), ``shutdown``, ``enable_events``, ``disable_events``,
+  ``heartbeat``.
 
 ``handlers`` is a plain dict: other features add their commands to it before ``listen``.
 A command that raises answers ``{"error": "..."}``, as Celery's do.
@@ -37,6 +38,7 @@ from djtasks.worker import snapshots, stats
 if TYPE_CHECKING:
     from djtasks.worker.autoscale import Autoscaler
     from djtasks.worker.consumer import Consumer
+    from djtasks.worker.heartbeat import Heartbeat
 
 logger = logging.getLogger("djtasks.worker")
 
@@ -47,15 +49,18 @@ IGNORED_BY_CHILDREN = frozenset({SIGTERM, SIGINT})
 class WorkerControl:
     """The mailbox node of one worker; ``listen`` it on each new consumer connection."""
 
-    def __init__(self, consumer: Consumer, hostname: str,
+    def __init__(self, consumer: Consumer, hostname: str, heartbeat: Heartbeat | None = None,
                  on_shutdown: Callable[[], None] | None = None) -> None:
         self.consumer = consumer
         self.hostname = hostname
+        self.heartbeat = heartbeat
         self.mailbox = build_mailbox(consumer.app)
         self.on_shutdown = on_shutdown
         self.autoscaler: Autoscaler | None = None
         self.started = time.monotonic()
-        self.clock = 0  # commands received: a logical clock for ``stats``
+        # Commands carry the sender's Lamport clock: ours moves past it (Celery's rule); it
+        # is the clock events carry, and the one ``stats`` reports.
+        self.mailbox.clock = consumer.events.sender.clock
         self.handlers: dict[str, Callable[..., Any]] = {
             "ping": self.ping,
             "registered": self.registered,
@@ -64,7 +69,7 @@ class WorkerControl:
             "scheduled": lambda **_: snapshots.scheduled(self.consumer),
             "revoked": lambda **_: self.consumer.revocations.known(),
             "query_task": self.query_task,
-            "stats": lambda **_: stats.stats(self.consumer, self.started, self.clock),
+            "stats": lambda **_: stats.stats(self.consumer, self.started, self.mailbox.clock.value),
             "active_queues": self.active_queues,
             "conf": lambda **_: stats.conf(self.consumer),
             "report": lambda **_: {"ok": stats.report(self.consumer)},
@@ -78,6 +83,9 @@ class WorkerControl:
             "autoscale": self.autoscale,
             "pool_restart": self.pool_restart,
             "shutdown": self.shutdown,
+            "enable_events": self.enable_events,
+            "disable_events": self.disable_events,
+            "heartbeat": self.send_heartbeat,
         }
         self._listener: kombu.Consumer | None = None
 
@@ -128,7 +136,6 @@ class WorkerControl:
         if expires and time.time() > expires:
             logger.debug("control: dropping expired command %r", body)
             return
-        self.clock += 1
         if not isinstance(body, dict) or "method" not in body:
             logger.error("control: not a command: %r", body)
             return
@@ -175,6 +182,28 @@ class WorkerControl:
         return [{"name": queue.name, "routing_key": queue.routing_key,
                  "exchange": {"name": queue.exchange.name, "type": queue.exchange.type}}
                 for queue in queues]
+
+    def enable_events(self, **_: Any) -> dict[str, str]:
+        """Turn task events on (worker events follow their setting)."""
+        sender = self.consumer.events.sender
+        if sender.task_events:
+            return {"ok": "task events already enabled"}
+        sender.task_events = True
+        logger.info("control: task events enabled")
+        return {"ok": "task events enabled"}
+
+    def disable_events(self, **_: Any) -> dict[str, str]:
+        sender = self.consumer.events.sender
+        if not sender.task_events:
+            return {"ok": "task events already disabled"}
+        sender.task_events = False
+        logger.info("control: task events disabled")
+        return {"ok": "task events disabled"}
+
+    def send_heartbeat(self, **_: Any) -> None:
+        """Send a worker-heartbeat event now; Celery's command answers nothing."""
+        if self.heartbeat is not None:
+            self.heartbeat.beat_now()
 
     def rate_limit(self, task_name: str, rate_limit: Any = None, **_: Any) -> dict[str, str]:
         """Set ``task_name``'s rate limit on this worker."""

@@ -11,6 +11,7 @@ import reprlib
 import time
 import traceback
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import close_old_connections, connections
@@ -50,6 +51,8 @@ class Job:
     soft_time_limit: float | None = None
     reject_on_worker_lost: bool = False
     acks_on_failure_or_timeout: bool = True
+    #: When the main process received the message (seconds since the epoch).
+    received: float | None = None
 
     @property
     def label(self) -> str:
@@ -124,15 +127,20 @@ class Executor:
         """Run the task with its handlers and signals; store and report its outcome."""
         message = job.message
         handlers.started(task, context)
+        info = replace(info, started=datetime.now(UTC))
         started = time.perf_counter()
         try:
             value = run_in_context(task, context, message.args, message.kwargs)
         except CONTROL_FLOW as exc:
+            runtime = time.perf_counter() - started
+            info = replace(info, runtime=runtime)
             state, summary, requeue = settle_control_flow(self.app, job, task, context, exc, info)
-            return Report(state, time.perf_counter() - started, summary, requeue=requeue)
+            return Report(state, runtime, summary, requeue=requeue)
         except Exception as exc:
-            return self.fail(job, context, exc, time.perf_counter() - started, info)
+            runtime = time.perf_counter() - started
+            return self.fail(job, context, exc, runtime, replace(info, runtime=runtime))
         runtime = time.perf_counter() - started
+        info = replace(info, runtime=runtime)
         try:
             sent = self.workflow.on_success(message, value)
             # What the workflow sends is a child already (it is sent under this request).
@@ -216,4 +224,5 @@ def execution_info(job: Job, extended: bool = False) -> ExecutionInfo:
         group_id=message.group, args_repr=message.argsrepr or "", kwargs_repr=message.kwargsrepr or "",
         args=list(message.args) if extended else None,
         kwargs=dict(message.kwargs) if extended else None,
+        received=datetime.fromtimestamp(job.received, UTC) if job.received is not None else None,
     )

@@ -13,7 +13,9 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Sequence
 from types import FrameType
 from typing import TextIO
@@ -31,6 +33,8 @@ from djtasks.worker.banner import banner
 from djtasks.worker.capabilities import unmet_wishes
 from djtasks.worker.consumer import Consumer
 from djtasks.worker.control import WorkerControl
+from djtasks.worker.events import EventSender, TaskEvents
+from djtasks.worker.heartbeat import Heartbeat, WorkerInfo
 from djtasks.worker.pools import POOLS
 from djtasks.worker.release import EtaRelease
 from djtasks.worker.request import Executor
@@ -45,10 +49,11 @@ class ColdShutdown(BaseException):
 class Worker:
     """One worker process: a consumer in the main thread feeding a pool of executors."""
 
-    def __init__(self, app: App, *, queues: Sequence[str] | None = None,
+    def __init__(self, app: App, *, queues: Sequence[str] | None = None,  # noqa: PLR0913 - a keyword per runworker flag
                  concurrency: int | None = None, pool: str | None = None,
                  hostname: str | None = None, prefetch_multiplier: int | None = None,
                  beat: bool = False, autoscale: tuple[int, int] | None = None,
+                 task_events: bool | None = None,
                  **recycling: int | None) -> None:
         settings = app.settings
         self.app = app
@@ -77,9 +82,18 @@ class Worker:
                                           **self.recycling)
         self.consumer = Consumer(app, self.pool, self.queues, self.hostname, self.prefetch_count)
         self.consumer.prefetch_multiplier = multiplier
+        self.events = EventSender(
+            app.connection, self.hostname, buffer=settings.worker_event_buffer,
+            task_events=settings.worker_send_task_events if task_events is None else task_events,
+            worker_events=settings.worker_send_worker_events)
+        self.consumer.events = TaskEvents(self.events)
+        self.heartbeat = Heartbeat(
+            WorkerInfo(self.hostname, self.pool_name, self.concurrency, self.queues),
+            self.events, self.consumer.stats, settings.worker_heartbeat_interval)
         self.autoscaler = None if autoscale is None else Autoscaler(
             self.consumer, *autoscale, keepalive=settings.worker_autoscale_keepalive)
-        self.control = WorkerControl(self.consumer, self.hostname, on_shutdown=self.request_stop)
+        self.control = WorkerControl(self.consumer, self.hostname, self.heartbeat,
+                                     on_shutdown=self.request_stop)
         self.control.autoscaler = self.autoscaler
         if settings.worker_enable_remote_control:
             self.consumer.on_connect.append(self.control.listen)
@@ -100,6 +114,8 @@ class Worker:
             prepare_sqlite(self.app.databases())
             self.pool.start()
             self.connect()
+            self.events.start()
+            self.heartbeat.start()
             out.write(banner(self))
             out.flush()
             if self.beat is not None:
@@ -122,6 +138,8 @@ class Worker:
             return 1
         finally:
             signals.worker_shutdown.send_robust(sender=self)
+            self.heartbeat.stop(offline=not cold)
+            self.events.stop(timeout=1.0 if cold else 5.0)
             self.eta_release.stop()
             if self.beat is not None:
                 self.beat.stop()
@@ -208,6 +226,8 @@ class Worker:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         signal.signal(signal.SIGQUIT, self._on_cold_signal)
+        # Prefork children put their own SIGUSR1 back (soft time limits) when they start.
+        signal.signal(signal.SIGUSR1, log_thread_stacks)
 
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
@@ -216,6 +236,17 @@ class Worker:
 
     def _on_cold_signal(self, signum: int, frame: FrameType | None) -> None:
         raise ColdShutdown
+
+
+def log_thread_stacks(signum: int = 0, frame: FrameType | None = None) -> None:
+    """SIGUSR1: log the stack of every thread of this process (Celery's "cry")."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    parts = []
+    for ident, stack in sys._current_frames().items():
+        parts.append(f"\n=== thread {names.get(ident, '?')} ({ident}) ===\n"
+                     + "".join(traceback.format_stack(stack)))
+    logger.warning("worker: SIGUSR1: stacks of %d threads of pid %d:%s", len(parts), os.getpid(),
+                   "".join(parts))
 
 
 def expand_hostname(template: str) -> str:

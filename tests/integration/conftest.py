@@ -24,6 +24,9 @@ import kombu
 import pytest
 from django.test import override_settings
 
+import djtasks
+from djtasks.control import build_mailbox
+
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DATABASES = ["default", "postgres"]
@@ -260,6 +263,19 @@ def queue_size(broker: Broker, queue: str) -> int:
         channel = connection.default_channel
         bound = kombu.Queue(queue, kombu.Exchange(queue), routing_key=queue)(channel)
         return bound.queue_declare(passive=False).message_count
+
+
+def rebind_mailboxes(broker, names: list[str]) -> None:
+    """Bind the workers' mailbox queues again, on django://.
+
+    pytest-django empties every table after each transactional test, the bindings of the
+    workers' mailbox queues included (a deployment never loses them); declaring a queue is
+    what any process may do, so the test does it again for them.
+    """
+    if broker.is_django:
+        with kombu.Connection(broker.broker_url) as connection:
+            for name in names:
+                build_mailbox(djtasks.app).get_queue(name)(connection.default_channel).declare()
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05,

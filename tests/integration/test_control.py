@@ -12,18 +12,17 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import kombu
 import pytest
 from django.test import override_settings
 
 import djtasks
 from djtasks import states
-from djtasks.control import build_mailbox
 from djtasks.exceptions import TaskRevokedError
 from tests.integration.conftest import (
     DATABASES,
     WorkerProcess,
     queue_size,
+    rebind_mailboxes,
     run_command,
     start_worker,
     wait_until,
@@ -53,19 +52,6 @@ def workers(broker, queue_name, names, django_db_setup) -> Iterator[list[WorkerP
     yield started
     for process in started:
         process.stop()
-
-
-def rebind_mailboxes(broker, names: list[str]) -> None:
-    """Bind the workers' mailbox queues again, on django://.
-
-    pytest-django empties every table after each transactional test, the bindings of the
-    workers' mailbox queues included (a deployment never loses them); declaring a queue is
-    what any process may do, so the test does it again for them.
-    """
-    if broker.is_django:
-        with kombu.Connection(broker.broker_url) as connection:
-            for name in names:
-                build_mailbox(djtasks.app).get_queue(name)(connection.default_channel).declare()
 
 
 @pytest.fixture(autouse=True)

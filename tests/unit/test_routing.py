@@ -299,9 +299,13 @@ def test_options_that_are_not_route_keys_are_ignored_by_the_route():
     assert app.route("a.b", (), {}, {"serializer": "json", "queue": None}).queue.name == "routed"
 
 
-def test_send_task_explicit_beats_task_attribute_beats_route_beats_default(memory_app):
+def test_send_task_explicit_beats_route_beats_task_attribute_beats_default(memory_app):
     @memory_app.task(name="tests.unit.routed.with_queue", queue="from-task")
     def with_queue():
+        return 1
+
+    @memory_app.task(name="tests.unit.not_routed.with_queue", queue="from-task")
+    def unrouted_with_queue():
         return 1
 
     @memory_app.task(name="tests.unit.routed.without_queue")
@@ -310,11 +314,14 @@ def test_send_task_explicit_beats_task_attribute_beats_route_beats_default(memor
 
     with_queue.apply_async(queue="explicit")
     with_queue.delay()
+    unrouted_with_queue.delay()
     without_queue.delay()
     memory_app.send_task("tests.unit.not_routed")
     assert [m.headers["task"] for m in drain("explicit")] == ["tests.unit.routed.with_queue"]
-    assert [m.headers["task"] for m in drain("from-task")] == ["tests.unit.routed.with_queue"]
-    assert [m.headers["task"] for m in drain("from-route")] == ["tests.unit.routed.without_queue"]
+    assert [m.headers["task"] for m in drain("from-route")] == [
+        "tests.unit.routed.with_queue", "tests.unit.routed.without_queue",
+    ]
+    assert [m.headers["task"] for m in drain("from-task")] == ["tests.unit.not_routed.with_queue"]
     assert [m.headers["task"] for m in drain("celery")] == ["tests.unit.not_routed"]
 
 

@@ -35,6 +35,8 @@ class Command(BaseCommand):
                             help="messages reserved per pool slot (default: 4)")
         parser.add_argument("-B", "--beat", action="store_true",
                             help="also run beat (periodic tasks) in this process")
+        parser.add_argument("-E", "--events", action="store_true", default=None,
+                            help="send task events (default: worker_send_task_events)")
         parser.add_argument("--max-tasks-per-child", type=int, default=None,
                             help="prefork: replace a pool process after this many tasks "
                                  "(default: worker_max_tasks_per_child)")
@@ -55,6 +57,7 @@ class Command(BaseCommand):
                             pool=options["pool"], hostname=options["hostname"],
                             prefetch_multiplier=options["prefetch_multiplier"],
                             beat=options["beat"], autoscale=options["autoscale"],
+                            task_events=options["events"],
                             max_tasks_per_child=options["max_tasks_per_child"],
                             max_memory_per_child=options["max_memory_per_child"])
         except ValueError as exc:

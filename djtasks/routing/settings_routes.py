@@ -1,4 +1,4 @@
-"""Router: which queue a call goes to, from task_routes in every form Celery accepts (client layer).
+"""task_routes in every form Celery accepts, compiled into router callables (client layer).
 
 Forms of ``task_routes`` (each as in Celery's routing guide):
 
@@ -7,8 +7,8 @@ Forms of ``task_routes`` (each as in Celery's routing guide):
 - a dotted path string naming such a callable;
 - a list or tuple of any of the above, or of ``(pattern, route)`` pairs, tried in order.
 
-The first router that answers wins. Explicit ``apply_async`` options beat task attributes,
-which beat the route, which beats ``task_default_queue``.
+The first router that answers wins; ``djtasks.routing.router`` places its answer among the
+other sources of a route.
 """
 
 from __future__ import annotations
@@ -16,85 +16,15 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from django.utils.module_loading import import_string
-from kombu import Exchange, Queue
+from kombu import Queue
 
 from djtasks.exceptions import ImproperlyConfigured
 
 RouteFn = Callable[..., Any]
 ROUTE_KEYS = frozenset({"queue", "exchange", "routing_key", "priority", "exchange_type"})
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where one message goes."""
-
-    queue: Queue
-    exchange: str
-    routing_key: str
-    priority: int | None = None
-
-
-class Router:
-    """Resolve a Route for a task call."""
-
-    def __init__(self, routes: Any, default_queue: str, create_missing_queues: bool = True,
-                 default_exchange: str | None = None, default_routing_key: str | None = None) -> None:
-        self.routers: list[RouteFn] = compile_routes(routes)
-        self.default_queue = default_queue
-        self.default_exchange = default_exchange or default_queue
-        self.default_routing_key = default_routing_key or default_queue
-        self.create_missing_queues = create_missing_queues
-        self._queues: dict[tuple[str, str, str], Queue] = {}
-
-    def route(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any],
-              options: Mapping[str, Any], task: Any = None) -> Route:
-        """Return the Route of a call; ``options`` hold explicit and task-level settings."""
-        # Routers are asked even when a queue is given: their other keys (priority,
-        # routing_key) still apply beneath the explicit options, as in Celery.
-        found: dict[str, Any] = {}
-        for router in self.routers:
-            answer = router(name, args, kwargs, options, task=task)
-            if answer:
-                found = expand(answer)
-                break
-        explicit_queue = options.get("queue")
-        if explicit_queue and found.get("queue") not in (None, explicit_queue):
-            # The route's exchange and routing key belong to the route's queue, not this one.
-            found = {k: v for k, v in found.items() if k == "priority"}
-        merged = {**found, **{k: v for k, v in options.items() if k in ROUTE_KEYS and v is not None}}
-        queue_name = merged.get("queue") or self.default_queue
-        if queue_name == self.default_queue:
-            exchange = merged.get("exchange") or self.default_exchange
-            routing_key = merged.get("routing_key") or self.default_routing_key
-        else:
-            exchange = merged.get("exchange") or queue_name
-            routing_key = merged.get("routing_key") or queue_name
-        return Route(
-            queue=self.queue(queue_name, exchange, routing_key, merged.get("exchange_type", "direct")),
-            exchange=exchange,
-            routing_key=routing_key,
-            priority=merged.get("priority"),
-        )
-
-    def queue(self, name: str, exchange: str | None = None, routing_key: str | None = None,
-              exchange_type: str = "direct") -> Queue:
-        """Return the kombu Queue declaration for ``name`` (cached, so declares are cached too)."""
-        exchange = exchange or name
-        routing_key = routing_key or name
-        key = (name, exchange, routing_key)
-        queue = self._queues.get(key)
-        if queue is None:
-            if name != self.default_queue and not self.create_missing_queues:
-                raise ImproperlyConfigured(
-                    f"queue {name!r} is not declared and task_create_missing_queues is off"
-                )
-            queue = Queue(name, Exchange(exchange, type=exchange_type), routing_key=routing_key)
-            self._queues[key] = queue
-        return queue
 
 
 def expand(answer: Any) -> dict[str, Any]:
