@@ -125,19 +125,20 @@ def retry_transient(operation: Callable[[], T], alias: str, what: str,
     caller's earlier statements are gone with it): the error goes to the caller at once.
     After ``give_up_after`` seconds the last error is raised.
     """
-    outage = Outage(what, give_up_after)
+    outage: Outage | None = None  # made on the first failure: the usual write has none
     while True:
         try:
             result = operation()
         except TRANSIENT_ERRORS as exc:
             if connections[alias].in_atomic_block:
                 raise
+            outage = outage or Outage(what, give_up_after)
             try:
                 delay = outage.failed(exc)
             except DatabaseUnavailable:
                 raise exc from None
             sleep(delay)
         else:
-            outage.succeeded()
+            if outage is not None:
+                outage.succeeded()
             return result
-

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -71,7 +71,6 @@ class Consumer:
         self.reserved: deque[tuple[Job, kombu.Message]] = deque()
         self.active: dict[str, tuple[Job, kombu.Message]] = {}
         self.started_at: dict[str, float] = {}  # task id -> time.time() it went to the pool
-        self.totals: Counter[str] = Counter()  # task name -> executions started (stats)
         self.prefetch_multiplier = max(prefetch_count // max(pool.limit, 1), 1)
         self.completions: queue.SimpleQueue[tuple[Job, Outcome]] = queue.SimpleQueue()
         self.connection: kombu.Connection | None = None
@@ -355,7 +354,7 @@ class Consumer:
             self.started_at.pop(job.message.id, None)
             self.fail_unsent(job, message, exc)
             return
-        self.totals[job.message.task] += 1
+        self.stats.totals[job.message.task] += 1
         self.stats.active = len(self.active)
         self.events.started(job)
 

@@ -14,8 +14,9 @@ import logging
 import os
 import socket
 import threading
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 
@@ -40,11 +41,16 @@ def software_version() -> str:
 
 @dataclass
 class WorkerStats:
-    """Counters the main process bumps and the heartbeat thread reads (ints: no lock needed)."""
+    """Counters the main process bumps and the heartbeat thread and ``stats`` read.
+
+    Only the main thread writes them, and a reader needs no more than a recent value.
+    """
 
     processed: int = 0
     failed: int = 0
     active: int = 0
+    #: Task name -> executions started (``inspect stats``'s ``total``).
+    totals: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass(frozen=True)

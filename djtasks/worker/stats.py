@@ -30,7 +30,7 @@ RUSAGE_FIELDS = ("utime", "stime", "maxrss", "ixrss", "idrss", "isrss", "minflt"
 def stats(consumer: Consumer, started: float, clock: int) -> dict[str, Any]:
     """Describe the worker; ``started`` is its ``time.monotonic()`` at start."""
     return {
-        "total": dict(consumer.totals),
+        "total": dict(consumer.stats.totals),
         "pid": os.getpid(),
         "clock": str(clock),
         "uptime": int(time.monotonic() - started),
