@@ -1,6 +1,7 @@
 """The ORM models of djtasks (storage layer)."""
 
 from djtasks.models.canvas import ChordCounter, ChordPart, GroupResult, RevokedTask
+from djtasks.models.console import Dashboard, Queue
 from djtasks.models.execution import DeadLetter, ParkedMessage, TaskDelivery
 from djtasks.models.results import TaskResult
 from djtasks.models.routing import RoutingRule
@@ -20,11 +21,13 @@ __all__ = [
     "ChordPart",
     "ClockedSchedule",
     "CrontabSchedule",
+    "Dashboard",
     "DeadLetter",
     "GroupResult",
     "IntervalSchedule",
     "ParkedMessage",
     "PeriodicTask",
+    "Queue",
     "QueueBinding",
     "QueueMessage",
     "RevokedTask",

@@ -130,6 +130,7 @@ class DeadLetter(models.Model):
         verbose_name = _("dead letter")
         verbose_name_plural = _("dead letters")
         ordering = ("-date_created",)
+        permissions = [("replay_deadletter", _("Can publish a dead letter again"))]
         constraints = [
             # One per task id; the unreadable ones, without an id, are each a row of their own.
             models.UniqueConstraint(fields=["task_id"], condition=~Q(task_id=""),

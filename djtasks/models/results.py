@@ -57,6 +57,12 @@ class TaskResult(models.Model):
         verbose_name = _("task result")
         verbose_name_plural = _("task results")
         ordering = ("-date_created",)
+        # The admin console's actions, each a permission of its own (superusers have them all).
+        permissions = [
+            ("revoke_taskresult", _("Can revoke a task")),
+            ("terminate_taskresult", _("Can terminate a running task")),
+            ("retry_taskresult", _("Can send a task again")),
+        ]
         indexes = [
             # "failures per minute over the last 24 h", "p95 runtime per task".
             models.Index(fields=["status", "date_done"], name="djtasks_result_status_done"),

@@ -174,6 +174,7 @@ class PeriodicTask(models.Model):
         verbose_name = _("periodic task")
         verbose_name_plural = _("periodic tasks")
         ordering = ("name",)
+        permissions = [("run_periodictask", _("Can send a periodic task now"))]
         constraints = [models.CheckConstraint(
             condition=(Q(interval__isnull=False, crontab__isnull=True, clocked__isnull=True)
                        | Q(interval__isnull=True, crontab__isnull=False, clocked__isnull=True)

@@ -73,6 +73,7 @@ class Worker(models.Model):
         verbose_name = _("worker")
         verbose_name_plural = _("workers")
         ordering = ("hostname",)
+        permissions = [("control_worker", _("Can send remote-control commands to a worker"))]
 
     def __str__(self) -> str:
         return self.hostname
