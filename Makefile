@@ -16,9 +16,13 @@ demo: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py rundemo
 
+# Two pytest-xdist workers, a module each at a time: each worker has its own test databases,
+# RabbitMQ virtual host and Redis database (tests/settings.py, tests/integration/conftest.py).
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) -m django makemigrations djtasks --check --dry-run
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit

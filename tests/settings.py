@@ -49,8 +49,11 @@ for database in DATABASES.values():
     database["CONN_MAX_AGE"] = 60
     database["CONN_HEALTH_CHECKS"] = True
 if env.bool("DJTASKS_TESTS_ON_TEST_DBS", default=False):
+    # Under pytest-xdist, pytest-django names each test database "<TEST NAME>_<gwN>"; the
+    # processes a test starts inherit PYTEST_XDIST_WORKER and so open that worker's own.
+    XDIST_SUFFIX = f"_{os.environ['PYTEST_XDIST_WORKER']}" if os.environ.get("PYTEST_XDIST_WORKER") else ""
     for database in DATABASES.values():
-        database["NAME"] = database["TEST"]["NAME"]
+        database["NAME"] = database["TEST"]["NAME"] + XDIST_SUFFIX
 
 DATABASE_ROUTERS = ["tests.routers.DjtasksModelsOn", "tests.routers.DjangoAppsOnDefault"]
 MIDDLEWARE = [

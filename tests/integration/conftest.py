@@ -30,8 +30,15 @@ from djtasks.control import build_mailbox
 ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DATABASES = ["default", "postgres"]
-AMQP_URL = os.environ.get("DJTASKS_TESTS_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
-REDIS_URL = os.environ.get("DJTASKS_TESTS_REDIS_URL", "redis://127.0.0.1:6379/13")
+# Under pytest-xdist each worker (gw0, gw1, ...) has a RabbitMQ virtual host and a Redis
+# database of its own, as it has its own test databases: broadcasts, purges and injected
+# connection cuts of one never reach the workers another started.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+AMQP_VHOST = f"djtasks-tests-{XDIST_WORKER}" if XDIST_WORKER else "/"
+AMQP_URL = os.environ.get("DJTASKS_TESTS_AMQP_URL",
+                          "amqp://guest:guest@127.0.0.1:5672/" + ("" if AMQP_VHOST == "/" else AMQP_VHOST))
+REDIS_DB = 13 + int(XDIST_WORKER.removeprefix("gw") or 0)
+REDIS_URL = os.environ.get("DJTASKS_TESTS_REDIS_URL", f"redis://127.0.0.1:6379/{REDIS_DB}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,23 @@ def require_services(broker: Broker) -> None:
 @pytest.fixture(scope="module", params=BROKERS, ids=[b.name for b in BROKERS])
 def broker(request: pytest.FixtureRequest) -> Broker:
     require_services(request.param)
+    if request.param.name == "amqp":
+        ensure_amqp_vhost()
     return request.param
+
+
+_vhost_ready: list[str] = []
+
+
+def ensure_amqp_vhost() -> None:
+    """Create this xdist worker's RabbitMQ virtual host, once per run (rabbitmqctl is slow)."""
+    if AMQP_VHOST == "/" or AMQP_VHOST in _vhost_ready or "DJTASKS_TESTS_AMQP_URL" in os.environ:
+        return
+    subprocess.run(["rabbitmqctl", "add_vhost", AMQP_VHOST], capture_output=True, timeout=60,
+                   check=False)  # already there from an earlier run: fine
+    subprocess.run(["rabbitmqctl", "set_permissions", "-p", AMQP_VHOST, "guest", ".*", ".*", ".*"],
+                   capture_output=True, timeout=60, check=True)
+    _vhost_ready.append(AMQP_VHOST)
 
 
 def only_brokers(*names: str) -> pytest.MarkDecorator:

@@ -1,19 +1,21 @@
 """A worker whose broker connection is cut reconnects and goes on; nothing is lost.
 
-The cut is real: RabbitMQ is told to close every connection, Redis to kill every client,
-PostgreSQL to terminate every backend of the test database. (SQLite has no connection to
+The cut is real: RabbitMQ is told to close every connection of the test virtual host, Redis
+to kill every client of the test database, PostgreSQL to terminate every backend of the test
+database. (SQLite has no connection to
 cut, so django:// on SQLite is not in this module.)
 """
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 
 import pytest
 import redis
 from django.db import connections
 
-from tests.integration.conftest import DATABASES, only_brokers
+from tests.integration.conftest import AMQP_VHOST, DATABASES, REDIS_DB, only_brokers
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.integration,
@@ -23,12 +25,17 @@ pytestmark = [pytest.mark.integration,
 
 def cut_connections(broker) -> None:
     if broker.name == "amqp":
-        subprocess.run(["rabbitmqctl", "close_all_connections", "djtasks fault injection"],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(["rabbitmqctl", "close_all_connections", "--vhost", AMQP_VHOST,
+                        "djtasks fault injection"], check=True, capture_output=True, timeout=60)
     elif broker.name == "redis":
         client = redis.Redis.from_url(broker.broker_url)
         try:
-            client.client_kill_filter(_type="normal", skipme=True)
+            # Only this run's database: another xdist worker's clients are not ours to cut.
+            mine = client.client_id()
+            for each in client.client_list(_type="normal"):
+                if int(each["db"]) == REDIS_DB and int(each["id"]) != mine:
+                    with contextlib.suppress(redis.ResponseError):  # gone already
+                        client.client_kill_filter(_id=int(each["id"]))
         finally:
             client.close()
     else:

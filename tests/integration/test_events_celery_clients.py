@@ -120,6 +120,11 @@ def flower(broker) -> Iterator[str]:
 
 def test_flower_lists_the_worker_online_and_its_tasks(events_worker, flower, hostname,
                                                       app_settings):
+    # Flower's healthcheck answers before its event receiver listens: a first task, once it
+    # shows at all, proves the receiver is up, so the task under test is seen from "received".
+    warm_up = tasks.add.delay(0, 0)
+    wait_until(lambda: warm_up.id in (get_json(f"{flower}/api/tasks") or {}), timeout=30,
+               interval=0.3, message="flower's event receiver up")
     result = tasks.add.delay(5, 6)
     assert result.get(timeout=20) == 11
 
