@@ -120,3 +120,18 @@ def test_percentiles_fallback_interpolates_like_percentile_cont():
     [row] = stats.slowest("default", timezone.now() - timedelta(days=1))
     assert row["p50"] == 3.0
     assert row["p95"] == pytest.approx(80.8)
+
+
+@pytest.mark.django_db(databases=["default", "postgres"])
+def test_percentiles_on_postgres_use_percentile_cont_and_charts_count_on_postgres():
+    for index, runtime in enumerate([1.0, 2.0, 3.0, 4.0, 100.0]):
+        TaskResult.objects.using("postgres").create(
+            task_id=f"pg{index}", task_name="slow", status=states.SUCCESS, runtime=runtime,
+            date_done=timezone.now() - timedelta(minutes=5))
+    TaskResult.objects.using("postgres").create(task_id="pgr", status=states.RETRY,
+                                                date_done=timezone.now() - timedelta(minutes=5))
+    [row] = stats.slowest("postgres", timezone.now() - timedelta(days=1))
+    assert (row["count"], row["p50"]) == (5, 3.0)
+    assert row["p95"] == pytest.approx(80.8)
+    buckets = stats.throughput("postgres", timezone.now(), timedelta(days=1), timedelta(hours=1))
+    assert (sum(b.succeeded for b in buckets), sum(b.retried for b in buckets)) == (5, 1)
