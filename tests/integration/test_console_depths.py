@@ -53,7 +53,7 @@ def test_redis_priority_sub_queues_are_summed(broker, app_settings, queue_name):
         tasks.add.apply_async((1, 1), priority=priority)
     with djtasks.app.connection() as connection:
         client = connection.default_channel.client
-        keys = {key for key in client.keys(f"{queue_name}*")}
+        keys = set(client.keys(f"{queue_name}*"))
     assert len(keys) > 1, keys  # the messages did go to more than one list
     try:
         assert waiting(queue_name) == 5
