@@ -1,0 +1,1 @@
+"""The admin console's dashboard: queries, queue depths, SVG charts and the views (edge layer)."""
