@@ -8,7 +8,7 @@ there: tests/routers.py), Django's own apps on ``default``.
 
 The console's users are written once per module, outside any test transaction, so the
 server sees them. A test flushes only djtasks' tables at its end (``available_apps`` in
-``e2e_db``): users, sessions and content types stay as the server has cached them, where
+``E2E_MARKS``): users, sessions and content types stay as the server has cached them, where
 a full flush would give the content types new ids under the server's feet. A test that
 fails leaves a screenshot and the HTML of each of its pages in ARTIFACTS, and the logs of
 the server and the worker in its report.
@@ -30,37 +30,45 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from django.test import override_settings
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.integration import conftest as integration
 from tests.integration.conftest import (
-    BROKERS,
     IN_CI,
     ROOT,
     Broker,
     WorkerProcess,
-    djtasks_settings,
+    only_brokers,
     rebind_mailboxes,
-    require_services,
     start_process,
     start_worker,
 )
 
 CHROMIUM = Path(os.environ.get("DJTASKS_TESTS_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("DJTASKS_TESTS_ARTIFACTS", ROOT / "tests" / "e2e" / "artifacts"))
-E2E_BROKERS = [broker for broker in BROKERS if broker.name in ("django-postgres", "amqp")]
 #: Where djtasks' models are read and written, by the test, the server and the workers.
 MODELS_DB = "postgres"
-#: The mark of every e2e test: committed writes (the server and the workers read them),
-#: djtasks' tables emptied after each test and nothing else.
-e2e_db = pytest.mark.django_db(transaction=True, databases=["default", MODELS_DB],
-                               available_apps=["djtasks"])
+#: The marks of every e2e module: its brokers; committed writes (the server and the workers
+#: read them), djtasks' tables emptied after each test and nothing else.
+E2E_MARKS = [
+    pytest.mark.e2e,
+    only_brokers("django-postgres", "amqp"),
+    pytest.mark.django_db(transaction=True, databases=["default", MODELS_DB],
+                          available_apps=["djtasks"]),
+]
 #: Every wait on the page; a page answers in milliseconds, a worker in a second or two.
 TIMEOUT_MS = 20_000
 #: The workers of the tier: a message that kills its process twice is a dead letter, and a
 #: requeued one comes back fast on django://.
 WORKER_ENV = {"DJTASKS_TASK_MAX_DELIVERIES": "1",
               "DJTASKS_BROKER_TRANSPORT_OPTIONS": '{"visibility_timeout": 3}'}
+
+
+# The integration tier's fixtures, the tier's too: the module's broker (narrowed to two by
+# E2E_MARKS), its own queue, and the test's publishing pointed at both.
+broker = integration.broker
+queue_name = integration.queue_name
+app_settings = integration.app_settings
 
 
 @dataclass(frozen=True)
@@ -115,19 +123,6 @@ def browser() -> Iterator[Browser]:
         chromium.close()
 
 
-@pytest.fixture(scope="module", params=E2E_BROKERS, ids=[b.name for b in E2E_BROKERS])
-def broker(request: pytest.FixtureRequest) -> Broker:
-    require_services(request.param)
-    return request.param
-
-
-def e2e_brokers(*names: str) -> pytest.MarkDecorator:
-    """Run a module over some of the tier's brokers only."""
-    chosen = [b for b in E2E_BROKERS if b.name in names]
-    return pytest.mark.parametrize("broker", chosen, ids=[b.name for b in chosen], indirect=True,
-                                   scope="module")
-
-
 @pytest.fixture(scope="module", autouse=True)
 def models_on_postgres() -> Iterator[None]:
     """Route djtasks' models to MODELS_DB in this process and every process it starts."""
@@ -136,18 +131,10 @@ def models_on_postgres() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def queue_name(request: pytest.FixtureRequest, broker: Broker) -> str:
-    module = request.module.__name__.rsplit(".", 1)[-1]
-    return f"e2e-{module}-{broker.name}-{uuid.uuid4().hex[:6]}"
-
-
 @pytest.fixture(autouse=True)
-def app_settings(broker: Broker, queue_name: str) -> Iterator[dict]:
+def publish_to_module_queue(app_settings: dict) -> dict:
     """Point the test's own publishing at the module's broker and queue."""
-    values = djtasks_settings(broker, queue_name)
-    with override_settings(DJTASKS=values):
-        yield values
+    return app_settings
 
 
 def free_port() -> int:
