@@ -206,8 +206,14 @@ def start_worker(broker: Broker, queue: str, *args: str, env: dict | None = None
 def start_command(command: str, broker: Broker, queue: str, *args: str, env: dict | None = None,
                   ready: str | None = None) -> WorkerProcess:
     """Start ``manage.py <command>`` on the test databases; wait for a ``ready`` log line."""
+    return start_process([command, "-l", "INFO", *args], broker, queue, env=env, ready=ready)
+
+
+def start_process(argv: list[str], broker: Broker, queue: str, env: dict | None = None,
+                  ready: str | None = None) -> WorkerProcess:
+    """Start ``python -m django <argv>`` on the test databases, its stderr collected."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "django", command, "-l", "INFO", *args],
+        [sys.executable, "-m", "django", *argv],
         cwd=ROOT, env=command_environment(broker, queue, env), stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # its own process group: kill_group() reaches only its pool

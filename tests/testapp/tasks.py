@@ -244,4 +244,5 @@ def poison(path):
 
 
 # -- execution (issue 4, exec): tasks, handlers and signal receivers of test_execution --------
-from tests.testapp import execution  # noqa: E402, F401 - registers them in every worker
+# and the e2e tier's (issue 11, console)
+from tests.testapp import e2e, execution  # noqa: E402, F401 - registers them in every worker
