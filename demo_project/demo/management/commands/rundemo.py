@@ -1,61 +1,66 @@
-"""``manage.py rundemo``: start a worker, send the first-steps tasks, print results, stop."""
+"""``manage.py rundemo``: a worker, the first-steps tasks and their results, then the console.
+
+Unless DEMO_EXIT=1, the demo then keeps its worker running beside beat and ``runserver`` and
+prints where the admin is, until Ctrl-C stops all three cleanly.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
+from demo import console
 from demo.tasks import add, mul, slow, xsum
 from django.core.management.base import BaseCommand, CommandError
 
 import djtasks
 from djtasks import chord, group
 
-MANAGE = Path(__file__).resolve().parents[4] / "manage.py"
+ADMIN_ADDRESS = "127.0.0.1:8000"
 
 
 class Command(BaseCommand):
-    help = "Run the djtasks demo: a worker, a few tasks, their results, a clean stop."
+    help = "Run the djtasks demo: a worker, a few tasks, their results, then the admin console."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--concurrency", type=int, default=2)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        keep_running = os.environ.get("DEMO_EXIT", "").lower() not in ("1", "true", "yes")
         broker = djtasks.app.settings.censored()["broker_url"]
         self.stdout.write(f"Starting a worker on {broker} ...")
-        worker = subprocess.Popen(
-            [sys.executable, str(MANAGE), "runworker", "-l", "INFO", "-c", str(options["concurrency"])],
-            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        worker = console.Child("worker", ["runworker", "-l", "INFO", "-c", str(options["concurrency"])])
         try:
-            self.wait_until_ready(worker)
+            worker.wait_for_line("ready.", self.stdout.write)
             self.send_and_print()
+            if keep_running:
+                self.serve_console(worker)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            code = worker.wait(timeout=60)
+            code = worker.stop()
         if code != 0:
             raise CommandError(f"the worker exited with status {code}")
         self.stdout.write(self.style.SUCCESS("Worker stopped cleanly (warm shutdown, exit 0)."))
 
-    def wait_until_ready(self, worker: subprocess.Popen) -> None:
-        for line in worker.stderr:
-            if line.rstrip().endswith("ready."):
-                self.stdout.write(line.rstrip())
-                # Keep echoing the worker's log lines, so the demo shows both sides.
-                threading.Thread(target=self.echo, args=(worker,), daemon=True).start()
-                return
-            self.stdout.write(line.rstrip())
-        raise CommandError("the worker exited before it was ready")
-
-    def echo(self, worker: subprocess.Popen) -> None:
-        for line in worker.stderr:
-            self.stdout.write("  worker | " + line.rstrip())
+    def serve_console(self, worker: console.Child) -> None:
+        """Run beat and runserver beside the worker and wait for Ctrl-C."""
+        if console.ensure_demo_user():
+            self.stdout.write("Created the admin user demo (password demo).")
+        beat = console.Child("beat", ["runbeat", "-l", "INFO"])
+        beat.wait_for_line("beat: Starting...", self.stdout.write)
+        server = console.Child("runserver", ["runserver", "--noreload", ADMIN_ADDRESS],
+                               stop_signal=signal.SIGINT)
+        try:
+            server.echo_in_background(self.stdout.write)
+            console.wait_for_http(f"http://{ADMIN_ADDRESS}/admin/login/", server)
+            self.stdout.write(self.style.SUCCESS(
+                f"Admin: http://{ADMIN_ADDRESS}/admin/ (user demo, password demo)"))
+            self.stdout.write("Worker, beat and runserver are running; Ctrl-C stops them.")
+            console.wait_for_interrupt([worker, beat, server])
+        finally:
+            for child in (server, beat):
+                child.stop()
 
     def send_and_print(self) -> None:
         calls = [
