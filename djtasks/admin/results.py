@@ -1,17 +1,88 @@
-"""TaskResult in the admin: read-only, searchable by id and name (edge layer)."""
+"""TaskResult in the admin: state badges, filters, revoke and retry (edge layer).
 
-from django.contrib import admin
+Revoke goes through ``app.control.revoke``, as ``result.revoke()`` does, so workers running
+now and those started later skip the task. Retry sends the task again through
+``app.send_task`` with its stored arguments, to the queue it ran on, under a new id.
+"""
 
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+import djtasks
+from djtasks import states
+from djtasks.admin.actions import (
+    ActionRefused,
+    ConsoleActionsMixin,
+    ObjectAction,
+    batches,
+    console_permission,
+    log_bulk_action,
+)
 from djtasks.models import TaskResult
+
+#: Badge colours by state; the others are grey.
+STATE_COLOURS = {states.SUCCESS: "#3a9d23", states.FAILURE: "#ba2121", states.RETRY: "#d98e04",
+                 states.STARTED: "#2b6cb0", states.REVOKED: "#6b6b6b", states.PENDING: "#888888"}
 
 
 @admin.register(TaskResult)
-class TaskResultAdmin(admin.ModelAdmin):
-    list_display = ("task_id", "task_name", "status", "date_created", "date_done", "worker")
-    list_filter = ("status", "task_name", "worker")
-    search_fields = ("task_id", "task_name")
+class TaskResultAdmin(ConsoleActionsMixin, admin.ModelAdmin):
+    list_display = ("task_id", "task_name", "state", "runtime", "worker", "queue", "retries",
+                    "date_created", "date_done")
+    list_filter = ("status", "queue", "worker", "task_name")
+    # Exact id and name prefix: both use an index; a substring search would scan the table.
+    search_fields = ("=task_id", "^task_name")
     date_hierarchy = "date_created"
+    show_full_result_count = False  # no COUNT(*) over the whole table on each page
     readonly_fields = [field.name for field in TaskResult._meta.fields]
+    actions = ("revoke_tasks",)
+    object_actions = (
+        ObjectAction("revoke", "Revoke", "revoke_taskresult", "revoke_one", available="unfinished"),
+        ObjectAction("retry", "Retry", "retry_taskresult", "retry_one", available="finished"),
+    )
 
-    def has_add_permission(self, request) -> bool:
+    has_revoke_permission = console_permission("revoke_taskresult")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    @admin.display(description="state", ordering="status")
+    def state(self, row: TaskResult) -> str:
+        colour = STATE_COLOURS.get(row.status, "#888888")
+        return format_html('<span class="djtasks-state djtasks-state-{}" style="color:#fff;'
+                           'background:{};padding:1px 6px;border-radius:3px">{}</span>',
+                           row.status, colour, row.status)
+
+    def unfinished(self, row: TaskResult) -> bool:
+        return row.status not in states.READY_STATES
+
+    def finished(self, row: TaskResult) -> bool:
+        return row.status in states.READY_STATES
+
+    def revoke_one(self, request: HttpRequest, row: TaskResult, data: dict[str, Any]) -> str:
+        djtasks.app.control.revoke(row.task_id)
+        return f"Revoked task {row.task_id}: no worker will run it."
+
+    def retry_one(self, request: HttpRequest, row: TaskResult, data: dict[str, Any]) -> str:
+        if row.args is None and row.kwargs is None:
+            raise ActionRefused(f"Cannot send {row.task_id} again: its arguments were not stored "
+                                "(set result_extended to keep them).")
+        options = {"queue": row.queue} if row.queue else {}
+        sent = djtasks.app.send_task(row.task_name, args=row.args or [], kwargs=row.kwargs or {},
+                                     **options)
+        return f"Sent {row.task_name} again as {sent.id} (retry of {row.task_id})."
+
+    @admin.action(description="Revoke the selected tasks", permissions=["revoke"])
+    def revoke_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = 0
+        for ids in batches(queryset.exclude(status__in=states.READY_STATES), "task_id"):
+            djtasks.app.control.revoke(ids)
+            count += len(ids)
+        log_bulk_action(request, TaskResult, f"Revoked {count} task(s).")
+        self.message_user(request, f"Revoked {count} task(s).", messages.SUCCESS)

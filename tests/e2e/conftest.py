@@ -58,9 +58,9 @@ E2E_MARKS = [
 ]
 #: Every wait on the page; a page answers in milliseconds, a worker in a second or two.
 TIMEOUT_MS = 20_000
-#: The workers of the tier: a message that kills its process twice is a dead letter, and a
-#: requeued one comes back fast on django://.
-WORKER_ENV = {"DJTASKS_TASK_MAX_DELIVERIES": "1",
+#: The workers of the tier: arguments stored (the console retries with them), a message that
+#: kills its process twice is a dead letter, and a requeued one comes back fast on django://.
+WORKER_ENV = {"DJTASKS_TASK_MAX_DELIVERIES": "1", "DJTASKS_RESULT_EXTENDED": "true",
               "DJTASKS_BROKER_TRANSPORT_OPTIONS": '{"visibility_timeout": 3}'}
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.admin.models import LogEntry
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
 import djtasks
 from djtasks.models import QueueMessage
+from tests.unit.console_users import staff_client
 
 pytestmark = [pytest.mark.django_db]
 
@@ -28,11 +29,7 @@ def publish(queue: str, count: int) -> None:
 
 
 def staff(*codenames: str, csrf: bool = False) -> Client:
-    user = User.objects.create_user("staff", password="pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_queue", *codenames]))
-    client = Client(enforce_csrf_checks=csrf)
-    client.force_login(user)
-    return client
+    return staff_client("view_queue", *codenames, csrf=csrf)
 
 
 def test_the_list_shows_each_queue_with_its_depth_and_a_purge_link(admin_client):
