@@ -104,9 +104,13 @@ def test_second_crontab_fires_on_the_second(process_factory, broker, queue_name,
     process_factory("runworker", "-c", "2", ready=r" ready\.$")
     beat = process_factory("runbeat", env=beat_env, ready=BEAT_READY)
     lines = beat.wait_for_line(SENT, timeout=20, count=3)
-    for line in lines:
-        sent_at = datetime.strptime(line[1:20], "%Y-%m-%d %H:%M:%S")
-        assert sent_at.second % 3 == 0, line
+    # Each send belongs to its own multiple of three seconds, one after the other, and comes
+    # soon after it (a loaded machine may wake beat a second late; a wrong schedule would send
+    # every second, or twice for one due time).
+    sent = [datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f") for line in lines[:3]]
+    dues = [moment.replace(microsecond=0, second=moment.second - moment.second % 3) for moment in sent]
+    assert [(later - earlier).total_seconds() for earlier, later in pairwise(dues)] == [3, 3], lines
+    assert all((moment - due).total_seconds() < 2 for moment, due in zip(sent, dues, strict=True)), lines
     wait_until(lambda: len(runs(stamps)) >= 3, timeout=20, message="three runs")
 
 

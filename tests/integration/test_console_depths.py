@@ -6,7 +6,7 @@ import pytest
 
 import djtasks
 from djtasks.dashboard.depths import queue_depths
-from tests.integration.conftest import DATABASES, wait_until
+from tests.integration.conftest import DATABASES, only_brokers, wait_until
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.integration,
@@ -46,9 +46,8 @@ def test_purge_from_the_admin_empties_exactly_that_queue(app_settings, queue_nam
         djtasks.app.control.purge([other])
 
 
+@only_brokers("redis")  # priority sub-queues are Redis' own
 def test_redis_priority_sub_queues_are_summed(broker, app_settings, queue_name):
-    if not broker.broker_url.startswith("redis"):
-        pytest.skip("priority sub-queues are Redis' own")
     for priority in (0, 0, 5, 9, 9):
         tasks.add.apply_async((1, 1), priority=priority)
     with djtasks.app.connection() as connection:

@@ -297,7 +297,8 @@ def test_shutdown_is_warm_and_purge_empties_the_named_queues_only(broker, names,
                message="new pool processes")
 
     starts = tmp_path / "starts.txt"
-    in_flight = tasks.clock_in.apply_async((str(starts), "first", 2), queue=own)
+    # Long enough that the shutdown command, a process of its own, arrives while it runs.
+    in_flight = tasks.clock_in.apply_async((str(starts), "first", 8), queue=own)
     queued = [tasks.add.apply_async((n, n), queue=own) for n in range(2)]
     wait_until(lambda: starts.exists() and starts.read_text(), message="the first task started")
     reserved = wait_until(lambda: ask.reserved().get(name), message="a reserved task")
@@ -310,7 +311,7 @@ def test_shutdown_is_warm_and_purge_empties_the_named_queues_only(broker, names,
     assert shut.returncode == 0, shut.stderr
     assert shut.stdout.splitlines()[:2] == [f"-> {name}: OK", "    shutting down"]
     assert stopping.process.wait(timeout=30) == 0
-    assert in_flight.get(timeout=5) == "first"  # it ran to its end
+    assert in_flight.get(timeout=15) == "first"  # it ran to its end
     # Nothing lost: each queued task ran, or waits in its queue again (the reserved ones do).
     waiting = [one for one in queued if one.state == states.PENDING]
     assert {one["id"] for one in reserved} <= {one.id for one in waiting}
