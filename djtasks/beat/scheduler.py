@@ -27,6 +27,7 @@ from djtasks.beat.lease import Lease
 from djtasks.beat.stores import DatabaseStore, Entry
 from djtasks.models import PeriodicTask
 from djtasks.transport.aliases import broker_alias
+from djtasks.utils.fork_safety import DATABASE_WRITES
 
 logger = logging.getLogger("djtasks.beat")
 #: The shortest sleep between two loops, so that a schedule due "now" cannot spin.
@@ -62,21 +63,24 @@ class BaseScheduler(ABC):
         prepared = False
         try:
             while not stop.is_set():
-                try:
-                    if not prepared:  # several beats starting at once write the same rows
-                        self.setup()
-                        prepared = True
-                    pause = self.tick()
-                    outage.succeeded()
-                except DatabaseError as exc:
-                    pause = outage.failed(exc)
-                except Exception:
-                    logger.exception("beat: the scheduler's loop failed; trying again")
-                    close_old_connections()
-                    pause = self.max_interval
+                # Beat may run in a thread of a worker (-B), which forks: utils.fork_safety.
+                with DATABASE_WRITES.writing():
+                    try:
+                        if not prepared:  # several beats starting at once write the same rows
+                            self.setup()
+                            prepared = True
+                        pause = self.tick()
+                        outage.succeeded()
+                    except DatabaseError as exc:
+                        pause = outage.failed(exc)
+                    except Exception:
+                        logger.exception("beat: the scheduler's loop failed; trying again")
+                        close_old_connections()
+                        pause = self.max_interval
                 stop.wait(max(MIN_SLEEP, min(pause, self.max_interval)))
         finally:
-            self.close()
+            with DATABASE_WRITES.writing():
+                self.close()
 
 
 class DatabaseScheduler(BaseScheduler):

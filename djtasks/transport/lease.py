@@ -17,6 +17,7 @@ from django.db import DatabaseError
 from kombu.transport import virtual
 
 from djtasks.backends.outages import Outage, close_quietly
+from djtasks.utils.fork_safety import DATABASE_WRITES
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +100,18 @@ class Renewer:
         outage = Outage("djtasks transport: lease renewal", None, log=logger)
         try:
             while not self._stopped.wait(self._interval):
-                try:
-                    self._renew()
-                    outage.succeeded()
-                except DatabaseError as exc:
-                    outage.failed(exc)
-                except Exception:
-                    logger.exception("djtasks transport: could not renew leases")
-                finally:
-                    close_quietly(self._alias)
+                # The renewal and the close after it (a write too: SQLite checkpoints)
+                # hold forks off: see utils.fork_safety.
+                with DATABASE_WRITES.writing():
+                    try:
+                        self._renew()
+                        outage.succeeded()
+                    except DatabaseError as exc:
+                        outage.failed(exc)
+                    except Exception:
+                        logger.exception("djtasks transport: could not renew leases")
+                    finally:
+                        close_quietly(self._alias)
         finally:
-            close_quietly(self._alias)
+            with DATABASE_WRITES.writing():
+                close_quietly(self._alias)

@@ -26,6 +26,7 @@ from django.db import connections
 
 from djtasks.publish import EventDispatcher
 from djtasks.utils import events
+from djtasks.utils.fork_safety import DATABASE_WRITES
 from djtasks.utils.retries import Backoff
 
 logger = logging.getLogger("djtasks.worker")
@@ -102,7 +103,8 @@ class EventSender:
             try:
                 if dispatcher is None:
                     dispatcher = EventDispatcher(self.new_connection(), self.hostname, self.clock)
-                dispatcher.publish(event)
+                with DATABASE_WRITES.writing():  # django://: an event is a row
+                    dispatcher.publish(event)
             except Exception as exc:  # the thread never dies: drop this event, wait, reconnect
                 self.dropped += 1
                 dispatcher = _discard(dispatcher)
@@ -114,8 +116,9 @@ class EventSender:
             else:
                 self.sent += 1
                 self._backoff.reset()
-        _discard(dispatcher)
-        connections.close_all()  # django://: this thread's own database connections
+        with DATABASE_WRITES.writing():  # a close is a write too (utils.fork_safety)
+            _discard(dispatcher)
+            connections.close_all()  # django://: this thread's own database connections
 
 
 def _discard(dispatcher: EventDispatcher | None) -> None:

@@ -27,6 +27,7 @@ from djtasks.backends.outages import Outage
 from djtasks.models import Worker
 from djtasks.models.workers import OFFLINE, ONLINE, lost_after
 from djtasks.utils import events
+from djtasks.utils.fork_safety import DATABASE_WRITES
 from djtasks.worker.events import EventSender
 
 logger = logging.getLogger("djtasks.worker")
@@ -110,7 +111,8 @@ class Heartbeat:
                 self.beat_now()
                 self.report(ONLINE)
         finally:
-            connections.close_all()  # this thread's own connections
+            with DATABASE_WRITES.writing():  # a close is a write too (utils.fork_safety)
+                connections.close_all()  # this thread's own connections
 
     def report(self, status: str, now: datetime | None = None) -> bool:
         """Upsert the Worker row in one statement; return whether the database took it."""
@@ -123,7 +125,8 @@ class Heartbeat:
                      processed=self.stats.processed, failed=self.stats.failed,
                      active=self.stats.active)
         try:
-            Worker.objects.using(router.db_for_write(Worker)).report(row, first=self._first)
+            with DATABASE_WRITES.writing():
+                Worker.objects.using(router.db_for_write(Worker)).report(row, first=self._first)
         except Exception as exc:  # never the worker's problem: the next beat tries again
             self._outage.failed(exc)
             return False

@@ -32,6 +32,7 @@ from djtasks.backends.outages import TRANSIENT_ERRORS, Outage, close_quietly
 from djtasks.beat.lease import Lease
 from djtasks.exceptions import DjtasksError
 from djtasks.models import DeadLetter, ParkedMessage
+from djtasks.utils.fork_safety import DATABASE_WRITES
 from djtasks.utils.log import loggable
 from djtasks.worker.eta import HOLD
 
@@ -85,20 +86,30 @@ class EtaRelease:
         outage = Outage("eta release", None, log=logger)
         try:
             while not self._stopped.wait(self.interval):
-                try:
-                    self.run_once()
-                    outage.succeeded()
-                except DatabaseError as exc:
-                    self._stopped.wait(outage.failed(exc))
-                except Exception:  # the broker is away: next round tries again
-                    logger.exception("eta release: could not release parked messages")
-                    self._drop_connection()
-                finally:
-                    # Between rounds hold no database connection: a pool process forked
-                    # meanwhile would inherit it (see transport.lease.Renewer).
-                    close_quietly(self.db)
+                self._stopped.wait(self._round(outage))
         finally:
-            self._shut_down()
+            with DATABASE_WRITES.writing():
+                self._shut_down()
+
+    def _round(self, outage: Outage) -> float:
+        """Release what is due, then close the connection; return how long to back off.
+
+        Closing is a write too (SQLite checkpoints): both hold forks off (utils.fork_safety).
+        """
+        with DATABASE_WRITES.writing():
+            try:
+                self.run_once()
+                outage.succeeded()
+            except DatabaseError as exc:
+                return outage.failed(exc)
+            except Exception:  # the broker is away: next round tries again
+                logger.exception("eta release: could not release parked messages")
+                self._drop_connection()
+            finally:
+                # Between rounds hold no database connection: a pool process forked
+                # meanwhile would inherit it (see transport.lease.Renewer).
+                close_quietly(self.db)
+        return 0.0
 
     # -- one round -------------------------------------------------------------------------
     def run_once(self) -> int:

@@ -24,6 +24,7 @@ from typing import NoReturn
 
 from django.db import connections
 
+from djtasks.utils.fork_safety import DATABASE_WRITES
 from djtasks.worker.pools.base import Outcome, Target, TargetFailure
 from djtasks.worker.pools.interrupt import install_soft_limit_handler, run_armed
 
@@ -42,7 +43,8 @@ def fork_child(target: Target, on_process_init: Callable[[], None] | None,
     connections.close_all()  # the child must not share our database sockets; it reconnects
     flush_std_streams()  # or the child would write our buffered output a second time
     try:
-        pid = os.fork()
+        with DATABASE_WRITES.forking():  # no SQLite lock of another thread's copied into it
+            pid = os.fork()
     except OSError:
         parent_end.close()
         child_end.close()
