@@ -13,8 +13,15 @@ from djtasks.protocol import TaskMessage
 from djtasks.task import HIDDEN_ARGUMENTS
 from djtasks.worker.events import EventSender, TaskEvents
 from djtasks.worker.request import Job
+from djtasks.worker.snapshots import request_info
 from tests.testapp import tasks
 from tests.unit.memory_broker import drain, run_queued_tasks
+
+
+@task(bind=True, sensitive=True, max_retries=0)
+def retry_secret(self, card):
+    raise self.retry(countdown=0)
+
 
 EXTENDED = {"broker_url": "memory://", "task_default_queue": "sensitive", "result_extended": True}
 
@@ -80,3 +87,23 @@ def test_the_received_event_shows_a_sensitive_tasks_arguments_hidden():
     hidden, shown = (sender._queue.get_nowait() for _ in range(2))
     assert (hidden["args"], hidden["kwargs"]) == (HIDDEN_ARGUMENTS, HIDDEN_ARGUMENTS)
     assert (shown["args"], shown["kwargs"]) == ("(1, 2)", "{'k': 3}")
+
+
+def test_inspect_lists_a_sensitive_request_by_its_reprs():
+    message = TaskMessage(id="t", task=tasks.secret_add.name, args=(1, 2), kwargs={"k": 3},
+                          argsrepr=HIDDEN_ARGUMENTS)
+    hidden = request_info(message, "w@h", {}, sensitive=True)
+    assert (hidden["args"], hidden["kwargs"]) == (HIDDEN_ARGUMENTS, HIDDEN_ARGUMENTS)
+    shown = request_info(message, "w@h", {})
+    assert (shown["args"], shown["kwargs"]) == ([1, 2], {"k": 3})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_giving_up_on_retries_names_no_argument_of_a_sensitive_task(extended):
+    result = retry_secret.delay("4111-1111-1111-1111")
+    run_queued_tasks()
+    row = TaskResult.objects.get(task_id=result.id)
+    assert row.status == states.FAILURE
+    assert row.result["exc_type"] == "MaxRetriesExceededError"
+    assert "[hidden]" in str(row.result["exc_message"])
+    assert "4111" not in str(row.result) + row.traceback
