@@ -7,7 +7,9 @@ import re
 import kombu
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.db import connection
 from django.test import Client, override_settings
+from django.test.utils import CaptureQueriesContext
 
 import djtasks
 from djtasks import states
@@ -140,6 +142,20 @@ def test_a_long_list_shows_the_first_links_and_counts_the_rest(admin_client):
     assert "c-99 (not stored)" in page
     assert "c-100 (not stored)" not in page
     assert "and 50 more" in page
+
+
+def test_the_graph_costs_the_same_queries_for_one_child_as_for_thousands(admin_client):
+    small = result("small", children=["only"], group_id="g-small")
+    big = result("big", children=[f"k-{i}" for i in range(5000)], group_id="g-big")
+    GroupResult.objects.create(group_id="g-big", result=[f"k-{i}" for i in range(5000)])
+    GroupResult.objects.create(group_id="g-small", result=["small"])
+    admin_client.get(change_url(small))  # the session and content types, cached from here on
+    counts = []
+    for row in (small, big):
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(change_url(row)).status_code == 200
+        counts.append(len(queries))
+    assert counts[0] == counts[1]
 
 
 # -- terminate -----------------------------------------------------------------------------
