@@ -15,18 +15,16 @@ pytestmark = E2E_MARKS
 MARKUP = "<script>window.djtasksPwned = true</script>"
 
 
-@pytest.fixture
-def failed(worker_mailbox, tmp_path):
-    """A task that failed with markup in its message and arguments; the cure now there."""
+def test_the_traceback_reads_as_text_and_retried_as_leads_to_the_new_result(
+        admin_page, worker_mailbox, tmp_path):
+    # It fails with markup in its message and arguments; then its cure is there for the retry.
     cure = tmp_path / "cured"
-    result = e2e.fail_saying_until.delay(str(cure), MARKUP)
+    first = e2e.fail_saying_until.delay(str(cure), MARKUP)
     with pytest.raises(e2e.NotCuredYet):
-        result.get(timeout=30)
+        first.get(timeout=30)
     cure.touch()
-    return TaskResult.objects.get(task_id=result.id)
+    failed = TaskResult.objects.get(task_id=first.id)
 
-
-def test_the_traceback_reads_as_text_and_retried_as_leads_to_the_new_result(admin_page, failed):
     admin_page.goto(f"/admin/djtasks/taskresult/{failed.pk}/change/")
     traceback = admin_page.locator(".field-traceback_text pre")
     expect(traceback).to_contain_text(f"NotCuredYet: {MARKUP}")
