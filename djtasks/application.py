@@ -36,6 +36,7 @@ from djtasks.schedules import crontab
 from djtasks.signals import on_after_configure
 from djtasks.task import (
     Task,
+    argument_reprs,
     build_task,
     call_lineage,
     check_call_options,
@@ -151,6 +152,8 @@ class App:
         parent = current_request()
         task_id = options.get("task_id") or protocol.new_task_id()
         parent_id, root_id = call_lineage(task_id, options.get("parent_id"), options.get("root_id"))
+        # A chain step or callback is published by name: the registry still knows the task.
+        argsrepr, kwargsrepr = argument_reprs(task or self.tasks.get(name), options)
         message = protocol.TaskMessage(
             id=task_id,
             task=name,
@@ -173,6 +176,8 @@ class App:
             errbacks=wire_signatures(options.get("link_error"), self) or None,
             chain=list(options["chain"]) if options.get("chain") else None,
             chord=_wire_chord(options.get("chord")),
+            argsrepr=argsrepr,
+            kwargsrepr=kwargsrepr,
         )
         if parent is not None and options.get("add_to_parent", True):
             parent.children.append(task_id)

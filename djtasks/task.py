@@ -36,7 +36,12 @@ TASK_OPTIONS = frozenset({
     "retry_kwargs", "retry_backoff", "retry_backoff_max", "retry_jitter", "throws",
     "rate_limit", "time_limit", "soft_time_limit", "expires", "reject_on_worker_lost",
     "store_errors_even_if_ignored", "Request",
+    # Console (issue 11): arguments never shown or stored, only their argsrepr.
+    "sensitive",
 })
+
+#: What a sensitive task's arguments read as, wherever they would be shown.
+HIDDEN_ARGUMENTS = "[hidden]"
 
 
 @dataclass(frozen=True)
@@ -187,6 +192,8 @@ CALL_OPTIONS = frozenset({
     "countdown", "eta",
     # Time limits of this call, seconds (the timelimit header); else the task's, else the worker's.
     "time_limit", "soft_time_limit",
+    # What logs, events and the result row show of the arguments (Celery's names).
+    "argsrepr", "kwargsrepr",
 })
 
 
@@ -232,6 +239,9 @@ class Task:
     store_errors_even_if_ignored: ClassVar[bool] = False
     #: The worker's request class for this task (a class or a dotted name); None: default.
     Request: ClassVar[Any] = None
+    #: Arguments too private to show: messages carry argsrepr "[hidden]" (unless the call
+    #: gives its own), and the worker never stores them as JSON, even with result_extended.
+    sensitive: ClassVar[bool] = False
 
     #: The app this task publishes through; None means the default app (``djtasks.app``).
     _app: App | None = None
@@ -365,8 +375,11 @@ class Task:
         if limit is not None and request.retries >= limit:
             if exc is not None:
                 raise exc
+            # The message is stored and logged: a sensitive task's arguments stay out of it.
+            shown = (HIDDEN_ARGUMENTS, HIDDEN_ARGUMENTS) if self.sensitive else (request.args,
+                                                                                 request.kwargs)
             raise MaxRetriesExceededError(
-                f"Can't retry {self.name}[{request.id}] args:{request.args} kwargs:{request.kwargs}",
+                f"Can't retry {self.name}[{request.id}] args:{shown[0]} kwargs:{shown[1]}",
                 task_args=request.args, task_kwargs=request.kwargs)
         if eta is None and countdown is None:
             countdown = self.default_retry_delay
@@ -464,6 +477,22 @@ def check_call_options(options: Mapping[str, Any]) -> None:
             close = difflib.get_close_matches(key, CALL_OPTIONS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise TypeError(f"apply_async() got an unsupported option {key!r}{hint}")
+
+
+def is_sensitive(task: Task | None) -> bool:
+    """True when ``task`` (None: one this process does not know) hides its arguments."""
+    return bool(getattr(task, "sensitive", False))
+
+
+def argument_reprs(task: Task | None, options: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """Return the argsrepr and kwargsrepr a call publishes; None: the protocol's default repr.
+
+    The call's own ``argsrepr``/``kwargsrepr`` win; a sensitive task's are hidden otherwise.
+    """
+    default = HIDDEN_ARGUMENTS if is_sensitive(task) else None
+    argsrepr, kwargsrepr = options.get("argsrepr"), options.get("kwargsrepr")
+    return (default if argsrepr is None else str(argsrepr),
+            default if kwargsrepr is None else str(kwargsrepr))
 
 
 def check_priority(value: Any) -> int:

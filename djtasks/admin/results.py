@@ -1,8 +1,10 @@
-"""TaskResult in the admin: state badges, filters, revoke and retry (edge layer).
+"""TaskResult in the admin: state badges, filters, revoke, terminate and retry (edge layer).
 
 Revoke goes through ``app.control.revoke``, as ``result.revoke()`` does, so workers running
-now and those started later skip the task. Retry sends the task again through
-``app.send_task`` with its stored arguments, to the queue it ran on, under a new id.
+now and those started later skip the task; terminate also stops it where it runs, with the
+signal chosen. Retry sends the task again through ``app.send_task`` with its stored
+arguments, to the queue it ran on, under a new id whose result links back ("retry of").
+The change page is a detail page (``result_detail``); delete is Django's own.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from django.utils.html import format_html
 import djtasks
 from djtasks import states
 from djtasks.admin.actions import (
-    ActionRefused,
     ConsoleActionsMixin,
     ObjectAction,
     batches,
     console_permission,
     log_bulk_action,
 )
+from djtasks.admin.result_actions import TerminateForm, send_again, terminate
+from djtasks.admin.result_detail import ResultDetailMixin
 from djtasks.models import TaskResult
 
 #: Badge colours by state; the others are grey.
@@ -32,7 +35,7 @@ STATE_COLOURS = {states.SUCCESS: "#3a9d23", states.FAILURE: "#ba2121", states.RE
 
 
 @admin.register(TaskResult)
-class TaskResultAdmin(ConsoleActionsMixin, admin.ModelAdmin):
+class TaskResultAdmin(ResultDetailMixin, ConsoleActionsMixin, admin.ModelAdmin):
     list_display = ("task_id", "task_name", "state", "runtime", "worker", "queue", "retries",
                     "date_created", "date_done")
     list_filter = ("status", "queue", "worker", "task_name")
@@ -40,10 +43,11 @@ class TaskResultAdmin(ConsoleActionsMixin, admin.ModelAdmin):
     search_fields = ("=task_id", "^task_name")
     date_hierarchy = "date_created"
     show_full_result_count = False  # no COUNT(*) over the whole table on each page
-    readonly_fields = [field.name for field in TaskResult._meta.fields]
     actions = ("revoke_tasks",)
     object_actions = (
         ObjectAction("revoke", "Revoke", "revoke_taskresult", "revoke_one", available="unfinished"),
+        ObjectAction("terminate", "Terminate", "terminate_taskresult", "terminate_one",
+                     form=TerminateForm, available="unfinished"),
         ObjectAction("retry", "Retry", "retry_taskresult", "retry_one", available="finished"),
     )
 
@@ -69,14 +73,12 @@ class TaskResultAdmin(ConsoleActionsMixin, admin.ModelAdmin):
         djtasks.app.control.revoke(row.task_id)
         return f"Revoked task {row.task_id}: no worker will run it."
 
+    def terminate_one(self, request: HttpRequest, row: TaskResult, data: dict[str, Any]) -> str:
+        return terminate(djtasks.app, row, data["signal"])
+
     def retry_one(self, request: HttpRequest, row: TaskResult, data: dict[str, Any]) -> str:
-        if row.args is None and row.kwargs is None:
-            raise ActionRefused(f"Cannot send {row.task_id} again: its arguments were not stored "
-                                "(set result_extended to keep them).")
-        options = {"queue": row.queue} if row.queue else {}
-        sent = djtasks.app.send_task(row.task_name, args=row.args or [], kwargs=row.kwargs or {},
-                                     **options)
-        return f"Sent {row.task_name} again as {sent.id} (retry of {row.task_id})."
+        new_id = send_again(djtasks.app, row)
+        return f"Sent {row.task_name} again as {new_id} (retry of {row.task_id})."
 
     @admin.action(description="Revoke the selected tasks", permissions=["revoke"])
     def revoke_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -50,6 +50,11 @@ class TaskResult(models.Model):
                               encoder=DjangoJSONEncoder)
     # Ids of the tasks this task started, callbacks included: the result graph's edges.
     children = models.JSONField(_("children"), default=list, blank=True)
+    # The task id this one was sent again for from the console ("retry of"; "" for none,
+    # Django's way for text); the backend's upserts never name it, so it survives every
+    # later state change of the row.
+    retry_of = models.CharField(_("retry of"), max_length=255, blank=True, default="",
+                                db_index=True)
 
     objects = TaskResultQuerySet.as_manager()
 

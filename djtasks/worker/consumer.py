@@ -33,6 +33,7 @@ from djtasks.exceptions import (
     TaskRevokedError,
 )
 from djtasks.models import DeadLetter
+from djtasks.task import is_sensitive
 from djtasks.utils.log import loggable
 from djtasks.worker.deliveries import DeliveryLimit
 from djtasks.worker.eta import EtaGate
@@ -259,7 +260,7 @@ class Consumer:
             self.reject_bad_message(message, exc)
             return
         logger.info("Task %s received", job.label)
-        self.events.received(job)
+        self.events.received(job, sensitive=is_sensitive(self.app.tasks.get(job.message.task)))
         signals.task_received.send_robust(sender=self, request=job)
         self.revocations.message_received()
         if self.eta.defer(job, message):  # due later: parked in the database, or held briefly

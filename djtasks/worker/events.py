@@ -25,6 +25,7 @@ import kombu
 from django.db import connections
 
 from djtasks.publish import EventDispatcher
+from djtasks.task import HIDDEN_ARGUMENTS
 from djtasks.utils import events
 from djtasks.utils.fork_safety import DATABASE_WRITES
 from djtasks.utils.retries import Backoff
@@ -139,14 +140,16 @@ class TaskEvents:
     def on(self) -> bool:
         return self.sender.task_events
 
-    def received(self, job: Any) -> None:
+    def received(self, job: Any, sensitive: bool = False) -> None:
+        """Announce ``job``; a ``sensitive`` task's arguments only as its argsrepr, or "[hidden]"."""
         if not self.on:
             return
         message = job.message
         self.sender.emit(
             "task-received", uuid=message.id, name=message.task,
-            args=message.argsrepr or repr(tuple(message.args)),
-            kwargs=message.kwargsrepr or repr(dict(message.kwargs)),
+            args=message.argsrepr or (HIDDEN_ARGUMENTS if sensitive else repr(tuple(message.args))),
+            kwargs=message.kwargsrepr or (HIDDEN_ARGUMENTS if sensitive
+                                          else repr(dict(message.kwargs))),
             root_id=message.root_id, parent_id=message.parent_id, retries=message.retries,
             eta=message.eta.isoformat() if message.eta is not None else None,
             expires=message.expires.isoformat() if message.expires is not None else None)

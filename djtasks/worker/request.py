@@ -21,7 +21,7 @@ from djtasks.application import App
 from djtasks.backends.base import ExecutionInfo, exception_to_dict
 from djtasks.exceptions import DjtasksError
 from djtasks.protocol import TaskMessage
-from djtasks.task import Context, Task, run_in_context, using_request
+from djtasks.task import HIDDEN_ARGUMENTS, Context, Task, is_sensitive, run_in_context, using_request
 from djtasks.utils import handlers
 from djtasks.utils.handlers import ExceptionInfo
 from djtasks.utils.log import loggable
@@ -115,7 +115,7 @@ class Executor:
     def execute(self, job: Job) -> Report:
         task = self.app.tasks[job.message.task]
         message = job.message
-        info = execution_info(job, self.app.settings.result_extended)
+        info = execution_info(job, self.app.settings.result_extended, sensitive=is_sensitive(task))
         if job.track_started:
             self.app.backend.store(message.id, states.STARTED, info=info)
         context = request_context(job)
@@ -214,15 +214,27 @@ def request_context(job: Job) -> Context:
     )
 
 
-def execution_info(job: Job, extended: bool = False) -> ExecutionInfo:
-    """What the result row records of ``job``; ``extended``: its arguments as JSON too."""
+def execution_info(job: Job, extended: bool = False, sensitive: bool = False) -> ExecutionInfo:
+    """What the result row records of ``job``; ``extended``: its arguments as JSON too.
+
+    A ``sensitive`` task's arguments are never stored: only their argsrepr, "[hidden]"
+    when the message has none.
+    """
     message = job.message
+    extended = extended and not sensitive
+    args_repr, kwargs_repr = shown_reprs(message, sensitive)
     return ExecutionInfo(
         task_name=message.task, worker=job.hostname,
         queue=str(job.delivery_info.get("routing_key") or ""),
         retries=message.retries, parent_id=message.parent_id, root_id=message.root_id,
-        group_id=message.group, args_repr=message.argsrepr or "", kwargs_repr=message.kwargsrepr or "",
+        group_id=message.group, args_repr=args_repr, kwargs_repr=kwargs_repr,
         args=list(message.args) if extended else None,
         kwargs=dict(message.kwargs) if extended else None,
         received=datetime.fromtimestamp(job.received, UTC) if job.received is not None else None,
     )
+
+
+def shown_reprs(message: TaskMessage, sensitive: bool) -> tuple[str, str]:
+    """Return what rows and events show of ``message``'s arguments ("" when it says nothing)."""
+    empty = HIDDEN_ARGUMENTS if sensitive else ""
+    return message.argsrepr or empty, message.kwargsrepr or empty

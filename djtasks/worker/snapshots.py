@@ -19,6 +19,8 @@ from kombu.serialization import loads
 
 from djtasks import protocol
 from djtasks.models import ParkedMessage
+from djtasks.registry import TaskRegistry
+from djtasks.task import HIDDEN_ARGUMENTS, is_sensitive
 
 if TYPE_CHECKING:
     from djtasks.worker.consumer import Consumer
@@ -30,11 +32,19 @@ PARKED_LISTED = 1000
 
 def request_info(message: protocol.TaskMessage, hostname: str, delivery_info: dict, *,
                  time_start: float | None = None, acknowledged: bool = False,
-                 worker_pid: int | None = None) -> dict[str, Any]:
-    """Describe one request with the fields of Celery's ``Request.info()``."""
+                 worker_pid: int | None = None, sensitive: bool = False) -> dict[str, Any]:
+    """Describe one request with the fields of Celery's ``Request.info()``.
+
+    A ``sensitive`` task's arguments are given as their reprs, as Celery's ``safe`` form
+    gives them, so inspect never shows what the task hides.
+    """
+    args: Any = list(message.args)
+    kwargs: Any = dict(message.kwargs)
+    if sensitive:
+        args, kwargs = message.argsrepr or HIDDEN_ARGUMENTS, message.kwargsrepr or HIDDEN_ARGUMENTS
     return {
-        "id": message.id, "name": message.task, "args": list(message.args),
-        "kwargs": dict(message.kwargs), "type": message.task, "hostname": hostname,
+        "id": message.id, "name": message.task, "args": args,
+        "kwargs": kwargs, "type": message.task, "hostname": hostname,
         "time_start": time_start, "acknowledged": acknowledged,
         "delivery_info": {key: delivery_info.get(key) for key in
                           ("exchange", "routing_key", "priority", "redelivered")},
@@ -42,14 +52,15 @@ def request_info(message: protocol.TaskMessage, hostname: str, delivery_info: di
     }
 
 
-def job_info(job: Job, acknowledged: bool, **extra: Any) -> dict[str, Any]:
-    return request_info(job.message, job.hostname, job.delivery_info,
-                        acknowledged=acknowledged, **extra)
+def job_info(job: Job, acknowledged: bool, tasks: TaskRegistry, **extra: Any) -> dict[str, Any]:
+    return request_info(job.message, job.hostname, job.delivery_info, acknowledged=acknowledged,
+                        sensitive=is_sensitive(tasks.get(job.message.task)), **extra)
 
 
 def active(consumer: Consumer) -> list[dict[str, Any]]:
     """The requests running in the pool now, with their start time and pool process."""
-    return [job_info(job, message.acknowledged, time_start=consumer.started_at.get(task_id),
+    return [job_info(job, message.acknowledged, consumer.app.tasks,
+                     time_start=consumer.started_at.get(task_id),
                      worker_pid=consumer.pool.member_pid(job) or None)
             for task_id, (job, message) in consumer.active.items()]
 
@@ -57,18 +68,19 @@ def active(consumer: Consumer) -> list[dict[str, Any]]:
 def reserved(consumer: Consumer) -> list[dict[str, Any]]:
     """The requests received and waiting for a pool slot (or for their rate limit)."""
     waiting = [*consumer.reserved, *consumer.rate_limits.waiting()]
-    return [job_info(job, message.acknowledged) for job, message in waiting]
+    return [job_info(job, message.acknowledged, consumer.app.tasks) for job, message in waiting]
 
 
 def scheduled(consumer: Consumer) -> list[dict[str, Any]]:
     """The requests due later: held in memory by this worker, then parked for its queues."""
     held = [{"eta": eta.isoformat(), "priority": _priority(job.delivery_info),
-             "request": job_info(job, message.acknowledged)}
+             "request": job_info(job, message.acknowledged, consumer.app.tasks)}
             for eta, job, message in consumer.eta.held()]
-    return held + list(parked(consumer.queue_names, consumer.hostname))
+    return held + list(parked(consumer.queue_names, consumer.hostname, consumer.app.tasks))
 
 
-def parked(queues: Iterable[str], hostname: str) -> Iterator[dict[str, Any]]:
+def parked(queues: Iterable[str], hostname: str,
+           tasks: TaskRegistry | None = None) -> Iterator[dict[str, Any]]:
     """Describe the parked rows of ``queues``, earliest first (a row that cannot be read is left out)."""
     rows = ParkedMessage.objects.using(router.db_for_read(ParkedMessage)) \
         .filter(queue__in=list(queues)).order_by("eta")[:PARKED_LISTED]
@@ -82,7 +94,8 @@ def parked(queues: Iterable[str], hostname: str) -> Iterator[dict[str, Any]]:
         except Exception:  # noqa: S112 - a row the release loop will report; inspect goes on
             continue
         yield {"eta": row.eta.isoformat(), "priority": _priority(delivery_info), "parked": True,
-               "request": request_info(message, hostname, delivery_info, acknowledged=True)}
+               "request": request_info(message, hostname, delivery_info, acknowledged=True,
+                                       sensitive=is_sensitive(tasks and tasks.get(message.task)))}
 
 
 def query_task(consumer: Consumer, ids: Iterable[str]) -> dict[str, list[Any]]:

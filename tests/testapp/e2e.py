@@ -26,3 +26,11 @@ def poison_until(path):
     if not Path(path).exists():
         os._exit(3)
     return "cured"
+
+
+@task
+def fail_saying_until(path, message):
+    """Fail with ``message`` (markup, say) until the file at ``path`` exists; then "cured"."""
+    if not Path(path).exists():
+        raise NotCuredYet(message)
+    return "cured"

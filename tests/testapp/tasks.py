@@ -246,3 +246,17 @@ def poison(path):
 # -- execution (issue 4, exec): tasks, handlers and signal receivers of test_execution --------
 # and the e2e tier's (issue 11, console)
 from tests.testapp import e2e, execution  # noqa: E402, F401 - registers them in every worker
+
+
+@task(sensitive=True)
+def secret_add(x, y):
+    """Arguments too private to show: messages, rows and events say "[hidden]"."""
+    return x + y
+
+
+@task(track_started=True)
+def clock_in_tracked(path, label, seconds=0.0):
+    """Like clock_in, with its STARTED state stored: the console sees it running."""
+    _clock_in(path, label)
+    time.sleep(seconds)
+    return label

@@ -1,0 +1,70 @@
+"""What the task result console does: terminate with a signal, retry with a link back (edge layer).
+
+Both go through the client a user calls: ``app.control.revoke(terminate=True, signal=...)``
+as ``result.revoke(terminate=True)`` does, and ``app.send_task``.
+
+Retry links back by writing the new id's PENDING row, with ``retry_of``, before the task
+is sent. The result backend's later upserts name the columns they change and ``retry_of``
+is never one of them, so the link survives every state the worker stores; nothing new has
+to travel in the message, and a Celery worker fed the retry keeps it too (a header would
+need both ends to know it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from djtasks import protocol, states
+from djtasks.admin.actions import ActionRefused
+from djtasks.application import App
+from djtasks.models import TaskResult
+from djtasks.task import is_sensitive
+
+#: The signals the terminate form offers (``revoke(signal=...)`` takes any name or number).
+TERMINATE_SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGHUP")
+
+
+class TerminateForm(forms.Form):
+    """The signal that stops the running task."""
+
+    signal = forms.ChoiceField(
+        choices=[(name, name) for name in TERMINATE_SIGNALS], initial="SIGTERM",
+        help_text="Only a prefork worker can stop a running task. Its processes ignore "
+                  "SIGTERM and SIGINT, so it sends SIGKILL for those; SIGUSR1 raises "
+                  "SoftTimeLimitExceeded inside the task. The task ends REVOKED.")
+
+
+def terminate(app: App, row: TaskResult, signal: str) -> str:
+    """Revoke ``row``'s task and stop it where it runs with ``signal``; return what was done."""
+    if signal not in TERMINATE_SIGNALS:  # the form checked; a caller in code may not have
+        raise ActionRefused(f"signal: expected one of {', '.join(TERMINATE_SIGNALS)}, got {signal!r}")
+    app.control.revoke(row.task_id, terminate=True, signal=signal)
+    return f"Revoked task {row.task_id} and asked the workers to terminate it with {signal}."
+
+
+def send_again(app: App, row: TaskResult) -> str:
+    """Send ``row``'s task again with its stored arguments under a new id; return the id.
+
+    The new result's row is written first, PENDING with ``retry_of``, beside ``row`` (where
+    the console reads results); if publishing fails it is removed again.
+    """
+    if is_sensitive(app.tasks.get(row.task_name)):
+        raise ActionRefused(f"Cannot send {row.task_id} again: {row.task_name} is a sensitive "
+                            "task, whose arguments are never stored.")
+    if row.args is None and row.kwargs is None:
+        raise ActionRefused(f"Cannot send {row.task_id} again: its arguments were not stored "
+                            "(set result_extended to keep them).")
+    new_id = protocol.new_task_id()
+    rows = TaskResult.objects.using(row._state.db or "default")
+    rows.create(task_id=new_id, task_name=row.task_name, status=states.PENDING, queue=row.queue,
+                task_args=row.task_args, task_kwargs=row.task_kwargs, retry_of=row.task_id)
+    options: dict[str, Any] = {"queue": row.queue} if row.queue else {}
+    try:
+        app.send_task(row.task_name, args=row.args or [], kwargs=row.kwargs or {},
+                      task_id=new_id, **options)
+    except Exception:
+        rows.filter(task_id=new_id).delete()
+        raise
+    return new_id
