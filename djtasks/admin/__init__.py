@@ -4,6 +4,7 @@ from djtasks.admin import (
                            clocked,
                            crontabs,
                            dashboard,
+                           dead_letters,
                            intervals,
                            periodic_tasks,
                            queues,
@@ -12,5 +13,5 @@ from djtasks.admin import (
                            workers,
 )
 
-__all__ = ["clocked", "crontabs", "dashboard", "intervals", "periodic_tasks", "queues", "results",
-           "routing_rules", "workers"]
+__all__ = ["clocked", "crontabs", "dashboard", "dead_letters", "intervals", "periodic_tasks",
+           "queues", "results", "routing_rules", "workers"]
