@@ -6,12 +6,14 @@ from djtasks.admin import (
                            dashboard,
                            dead_letters,
                            intervals,
+                           parked,
                            periodic_tasks,
                            queues,
                            results,
                            routing_rules,
+                           waiting,
                            workers,
 )
 
-__all__ = ["clocked", "crontabs", "dashboard", "dead_letters", "intervals", "periodic_tasks",
-           "queues", "results", "routing_rules", "workers"]
+__all__ = ["clocked", "crontabs", "dashboard", "dead_letters", "intervals", "parked",
+           "periodic_tasks", "queues", "results", "routing_rules", "waiting", "workers"]
