@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.db import connections
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from djtasks.models import DeadLetter, TaskDelivery
 from tests.testapp import tasks
@@ -154,3 +158,26 @@ def test_delete_is_the_admins_own(admin_client, unreadable):
     response = admin_client.post(f"{LIST}{unreadable.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not DeadLetter.objects.exists()
+
+
+def test_of_two_replays_at_once_exactly_one_claims_the_dead_letter():
+    # Two admins at the same moment, each in its own connection to PostgreSQL.
+    row = DeadLetter.objects.using("postgres").create(
+        task_id="race", deliveries=2, reason="r", body=b"[]", content_type="application/json")
+    start, won = threading.Barrier(2), []
+
+    def replay(who: str) -> None:
+        start.wait()
+        try:
+            won.append(DeadLetter.objects.using("postgres").claim_replay(row.pk, who, timezone.now()))
+        finally:
+            connections["postgres"].close()
+
+    threads = [threading.Thread(target=replay, args=(who,)) for who in ("alice", "bob")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(won) == [False, True]
+    row.refresh_from_db()
+    assert row.replayed_by in ("alice", "bob")
