@@ -220,6 +220,35 @@ def task_id_of(headers: Mapping | None, properties: Mapping | None) -> str | Non
     return None
 
 
+@dataclass(frozen=True)
+class Summary:
+    """What a list of waiting messages shows of one, read from its headers alone."""
+
+    id: str | None
+    task: str | None
+    eta: datetime | None
+    expires: datetime | None
+
+
+def summarize(headers: Mapping | None, properties: Mapping | None) -> Summary:
+    """Return a message's task id, name, eta and expiry, without decoding its body.
+
+    Never raises: a message that is not a task message (a remote-control one, a broken
+    one) gives None for what it does not say, or says in a form that does not parse.
+    """
+    headers = headers if isinstance(headers, Mapping) else {}
+    properties = properties if isinstance(properties, Mapping) else {}
+    task = headers.get("task")
+    when = {}
+    for name in ("eta", "expires"):
+        try:
+            when[name] = _parse_datetime(name, headers.get(name))
+        except ProtocolError:
+            when[name] = None
+    return Summary(id=task_id_of(headers, properties) if "task" in headers else None,
+                   task=task if isinstance(task, str) and task else None, **when)
+
+
 def due_time(headers: Mapping | None) -> datetime | None:
     """Return when a message with these headers should first be delivered; None: at once.
 

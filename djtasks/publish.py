@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import kombu
 from kombu.pools import ProducerPool
@@ -103,11 +103,48 @@ class Publisher:
         policy.update(check_retry_policy(override or {}, "retry_policy"))
         return policy
 
+    def republish(self, kept: KeptMessage) -> None:
+        """Send a kept message (a dead letter) again as received, on a pooled producer.
+
+        No retry: the caller (the console) says at once that the broker is away, and the
+        message stays kept to try again.
+        """
+        try:
+            with self._pool.acquire(block=True) as producer:
+                republish(producer, kept)
+        except (kombu.exceptions.OperationalError, ConnectionError, OSError) as exc:
+            raise OperationalError(
+                f"cannot publish a kept message to {censor_url(self.broker_url)}: {exc}") from exc
+
     def close(self) -> None:
         """Release every pooled connection."""
         self._pool.force_close_all()
         self._connections.force_close_all()
         self._connection.release()
+
+
+class KeptMessage(Protocol):
+    """A message kept as received (ParkedMessage, DeadLetter): what republish() reads."""
+
+    queue: str
+    exchange: str
+    routing_key: str
+    content_type: str
+    content_encoding: str
+    body: Any  # bytes, or the memoryview some database drivers return for a BinaryField
+    headers: Any
+    properties: Any
+
+
+def republish(producer: kombu.Producer, kept: KeptMessage) -> None:
+    """Send a kept message as it was received: the same body, headers and properties."""
+    # Through the default exchange to the queue it came from; else as it was first routed.
+    exchange, routing_key = ("", kept.queue) if kept.queue else (kept.exchange, kept.routing_key)
+    producer.publish(
+        bytes(kept.body), exchange=exchange, routing_key=routing_key,
+        content_type=kept.content_type, content_encoding=kept.content_encoding or "binary",
+        headers=dict(kept.headers), retry=False, **kept.properties,
+    )
 
 
 def check_retry_policy(policy: Mapping[str, Any], name: str) -> Mapping[str, Any]:

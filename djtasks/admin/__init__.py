@@ -4,13 +4,16 @@ from djtasks.admin import (
                            clocked,
                            crontabs,
                            dashboard,
+                           dead_letters,
                            intervals,
+                           parked,
                            periodic_tasks,
                            queues,
                            results,
                            routing_rules,
+                           waiting,
                            workers,
 )
 
-__all__ = ["clocked", "crontabs", "dashboard", "intervals", "periodic_tasks", "queues", "results",
-           "routing_rules", "workers"]
+__all__ = ["clocked", "crontabs", "dashboard", "dead_letters", "intervals", "parked",
+           "periodic_tasks", "queues", "results", "routing_rules", "waiting", "workers"]

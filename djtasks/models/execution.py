@@ -103,6 +103,15 @@ class DeadLetterQuerySet(models.QuerySet):
             return self.create(task_id="", **values)
         return self.update_or_create(task_id=task_id, defaults=values)[0]
 
+    def claim_replay(self, pk: int, by: str, now: datetime) -> bool:
+        """Mark the dead letter ``pk`` replayed by ``by`` at ``now``; False if it already was.
+
+        One UPDATE ... WHERE replayed_at IS NULL: of two replays at once (a double click,
+        two admins) exactly one gets True, whatever the database's isolation level.
+        """
+        return self.filter(pk=pk, replayed_at__isnull=True).update(
+            replayed_at=now, replayed_by=by[:255]) == 1
+
 
 class DeadLetter(models.Model):
     """A task message that was not run, kept to look at: delivered too often, or unreadable.
@@ -123,6 +132,19 @@ class DeadLetter(models.Model):
     worker = models.CharField(_("worker"), max_length=255, blank=True)
     message = models.TextField(_("message as received"), blank=True)
     date_created = models.DateTimeField(_("dead-lettered"), default=timezone.now, db_index=True)
+    # The message still encoded, as ParkedMessage keeps it, to publish it again unchanged.
+    # Kept for a task delivered too often; an unreadable message has none (body is NULL).
+    exchange = models.CharField(_("exchange"), max_length=255, blank=True)
+    routing_key = models.CharField(_("routing key"), max_length=255, blank=True)
+    content_type = models.CharField(_("content type"), max_length=128, blank=True)
+    content_encoding = models.CharField(_("content encoding"), max_length=64, blank=True)
+    body = models.BinaryField(_("body"), null=True, blank=True)
+    headers = models.JSONField(_("headers"), default=dict, blank=True, encoder=DjangoJSONEncoder)
+    properties = models.JSONField(_("properties"), default=dict, blank=True,
+                                  encoder=DjangoJSONEncoder)
+    # Set once, by the one replay that won (claim_replay); cleared when it is dead-lettered again.
+    replayed_at = models.DateTimeField(_("replayed"), null=True, blank=True)
+    replayed_by = models.CharField(_("replayed by"), max_length=255, blank=True)
 
     objects = DeadLetterQuerySet.as_manager()
 
@@ -139,3 +161,12 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name or '?'}[{self.task_id}] dead-lettered"
+
+    def replay_refusal(self) -> str | None:
+        """Say why this dead letter cannot be published again; None when it can."""
+        if self.replayed_at is not None:
+            return f"it was replayed already, by {self.replayed_by or '?'} at {self.replayed_at.isoformat()}"
+        if not self.task_id or self.body is None or not self.content_type:
+            return ("it was unreadable (no usable task id, or not a task message), so only its "
+                    "text was kept, not a message that could be sent again")
+        return None

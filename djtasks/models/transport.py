@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db import models
+from kombu.utils.json import loads
 
 
 class QueueMessageQuerySet(models.QuerySet):
@@ -52,6 +54,18 @@ class QueueMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue} #{self.pk}"
+
+
+def envelope_of(payload: str) -> dict[str, Any]:
+    """Return the kombu message of a QueueMessage payload; {} when it is not one.
+
+    The transport wrote it with kombu's JSON, so it is read back the same way.
+    """
+    try:
+        message = loads(payload)
+    except ValueError:
+        return {}
+    return message if isinstance(message, dict) else {}
 
 
 class QueueBinding(models.Model):

@@ -17,6 +17,7 @@ early are not counted: a crash cannot bring their message back.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import kombu
 from django.db import DatabaseError, connections, router
@@ -27,6 +28,8 @@ from djtasks.application import App
 from djtasks.backends.base import exception_to_dict
 from djtasks.exceptions import WorkerLostError
 from djtasks.models import DeadLetter, TaskDelivery
+from djtasks.worker.eta import source_queue
+from djtasks.worker.received import as_received
 from djtasks.worker.request import Job, request_context
 from djtasks.worker.workflow import Workflow
 
@@ -36,10 +39,12 @@ logger = logging.getLogger("djtasks.worker")
 class DeliveryLimit:
     """Count the starts of acks_late messages; refuse those past ``task_max_deliveries``."""
 
-    def __init__(self, app: App, hostname: str, workflow: Workflow) -> None:
+    def __init__(self, app: App, hostname: str, workflow: Workflow,
+                 queues: Sequence[kombu.Queue] = ()) -> None:
         self.app = app
         self.hostname = hostname
         self.workflow = workflow
+        self.queues = list(queues)  # to tell which queue a message came from, to replay it there
         self.limit = app.settings.task_max_deliveries
         self.db = router.db_for_write(TaskDelivery)
 
@@ -68,11 +73,17 @@ class DeliveryLimit:
         logger.error("Task %s dead-lettered: %s", job.label, reason)
         error = WorkerLostError(reason)
         task = job.message
+        # Kept as received, so the console can replay it unchanged; a dead letter replayed
+        # before and dead-lettered again may be replayed again.
+        kept = as_received(message, source_queue(message.delivery_info, self.queues), task.priority)
         DeadLetter.objects.using(self.db).update_or_create(task_id=task.id, defaults={
-            "task_name": task.task, "queue": str(job.delivery_info.get("routing_key") or ""),
+            # "queue" is where a replay goes, as for a parked message: "" means through
+            # the exchange and routing key it was published with.
+            **kept, "task_name": task.task,
             "task_args": task.argsrepr or "", "task_kwargs": task.kwargsrepr or "",
             "retries": task.retries, "deliveries": count, "reason": reason,
             "worker": self.hostname, "date_created": timezone.now(),
+            "replayed_at": None, "replayed_by": "",
         })
         self.app.backend.store(task.id, states.FAILURE, exception_to_dict(error))
         try:

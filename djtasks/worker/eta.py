@@ -23,8 +23,8 @@ import kombu
 from django.db import DatabaseError, router
 from django.utils import timezone
 
-from djtasks import protocol
 from djtasks.models import ParkedMessage
+from djtasks.worker.received import as_received
 from djtasks.worker.request import Job
 
 logger = logging.getLogger("djtasks.worker")
@@ -32,10 +32,6 @@ logger = logging.getLogger("djtasks.worker")
 #: A message due within this many seconds is held in memory rather than parked; the release
 #: loop sends parked messages back this long before their eta, so that they run on time.
 HOLD = timedelta(seconds=1)
-#: Message properties that travel with a parked message; the others belong to one delivery
-#: (delivery tags, a transport's body encoding) or to one connection (AMQP's user_id).
-KEPT_PROPERTIES = ("correlation_id", "reply_to", "priority", "delivery_mode", "message_id",
-                   "type", "app_id", "expiration")
 
 Clock = Callable[[], datetime]
 Reserved = tuple[Job, kombu.Message]
@@ -102,22 +98,8 @@ class EtaGate:
 def park(message: kombu.Message, job: Job, queue: str) -> ParkedMessage:
     """Write ``message`` to the ParkedMessage table, once even if it is delivered twice."""
     task = job.message
-    properties = {key: message.properties[key] for key in KEPT_PROPERTIES
-                  if message.properties.get(key) is not None}
-    if task.priority is not None:  # some transports carry it in delivery_info only
-        properties.setdefault("priority", task.priority)
-    body = message.body
-    row = ParkedMessage(
-        task_id=task.id, task_name=task.task, eta=task.eta, expires=task.expires,
-        queue=queue, exchange=message.delivery_info.get("exchange") or "",
-        routing_key=message.delivery_info.get("routing_key") or "",
-        content_type=message.content_type or "", content_encoding=message.content_encoding or "",
-        body=body.encode(message.content_encoding or "utf-8") if isinstance(body, str) else body,
-        # Without "compression": kombu decompressed the body already.
-        headers={key: value for key, value in (message.headers or {}).items()
-                 if key not in protocol.TRANSPORT_HEADERS},
-        properties=properties,
-    )
+    row = ParkedMessage(task_id=task.id, task_name=task.task, eta=task.eta, expires=task.expires,
+                        **as_received(message, queue, task.priority))
     db = router.db_for_write(ParkedMessage)
     ParkedMessage.objects.using(db).bulk_create([row], ignore_conflicts=True)
     return row

@@ -32,6 +32,7 @@ from djtasks.backends.outages import TRANSIENT_ERRORS, Outage, close_quietly
 from djtasks.beat.lease import Lease
 from djtasks.exceptions import DjtasksError
 from djtasks.models import DeadLetter, ParkedMessage
+from djtasks.publish import republish
 from djtasks.utils.fork_safety import DATABASE_WRITES
 from djtasks.utils.log import loggable
 from djtasks.worker.eta import HOLD
@@ -154,7 +155,7 @@ class EtaRelease:
                     # A savepoint: on django:// the publish is a row in this database, and
                     # one that fails must not abort the batch's transaction with it.
                     with transaction.atomic(using=self.db):
-                        publish(producer, row)
+                        republish(producer, row)
                 except (*broker_errors, *TRANSIENT_ERRORS):
                     raise  # the broker or database is away: the whole batch waits
                 except Exception as exc:
@@ -199,15 +200,4 @@ class EtaRelease:
         finally:
             close_quietly(self.db)
             self._drop_connection()
-
-
-def publish(producer: kombu.Producer, row: ParkedMessage) -> None:
-    """Send a parked message as it was received: the same body, headers and properties."""
-    # Through the default exchange to the queue it came from; else as it was first routed.
-    exchange, routing_key = ("", row.queue) if row.queue else (row.exchange, row.routing_key)
-    producer.publish(
-        bytes(row.body), exchange=exchange, routing_key=routing_key,
-        content_type=row.content_type, content_encoding=row.content_encoding or "binary",
-        headers=dict(row.headers), retry=False, **row.properties,
-    )
 

@@ -21,8 +21,14 @@ def fail_until(path):
 
 
 @task(acks_late=True, reject_on_worker_lost=True)
-def poison_until(path):
-    """Kill the process running it until the file at ``path`` exists: a dead letter to replay."""
+def poison_until(path, starts=None):
+    """Kill the process running it until the file at ``path`` exists: a dead letter to replay.
+
+    With ``starts``, each start appends a line to that file first (how often it ran).
+    """
+    if starts:
+        with Path(starts).open("a") as fh:
+            fh.write("start\n")
     if not Path(path).exists():
         os._exit(3)
     return "cured"

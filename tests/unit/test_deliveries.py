@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.test import override_settings
 
@@ -48,6 +50,23 @@ def test_a_message_past_the_limit_is_not_run_but_failed_and_dead_lettered(tmp_pa
     assert dead.queue == "unit"
     assert "keeps killing" in dead.reason
     assert drain("unit") == []  # acknowledged
+
+
+@pytest.mark.usefixtures("limit_two")
+def test_a_dead_letter_keeps_the_message_as_received_to_replay_it(tmp_path):
+    path = tmp_path / "runs"
+    for _ in range(3):
+        tasks.record_late.apply_async((str(path), "x"), task_id="kept", priority=3)
+    run_queued_tasks()
+
+    dead = DeadLetter.objects.get()
+    assert dead.replay_refusal() is None
+    assert (dead.queue, dead.content_type) == ("unit", "application/json")
+    assert dead.headers["id"] == "kept"
+    assert dead.headers["task"] == "tests.testapp.tasks.record_late"
+    assert dead.properties["correlation_id"] == "kept"
+    assert dead.properties["priority"] == 3
+    assert json.loads(bytes(dead.body))[:2] == [[str(path), "x"], {}]
 
 
 @pytest.mark.usefixtures("limit_two")

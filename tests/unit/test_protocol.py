@@ -12,6 +12,7 @@ from celery import Celery
 from celery.worker.request import Request
 from kombu import Connection
 
+from djtasks import protocol
 from djtasks.exceptions import ContentDisallowed, ImproperlyConfigured, ProtocolError
 from djtasks.protocol import (
     CONTENT_TYPE_JSON,
@@ -409,3 +410,16 @@ def test_task_id_of_gives_no_id_too_long_to_store_a_result_under():
     assert task_id_of({"id": "x" * 301}, {"correlation_id": "y" * 301}) is None
     assert task_id_of({"id": "x" * 301}, {"correlation_id": "short"}) == "short"
     assert task_id_of({"id": "x" * MAX_ID_LENGTH}, {}) == "x" * MAX_ID_LENGTH
+
+
+def test_summarize_reads_id_name_and_eta_from_the_headers_alone():
+    eta = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    wire = protocol.to_wire(protocol.TaskMessage(id="s-1", task="proj.add", eta=eta))
+    summary = protocol.summarize(wire.headers, wire.properties)
+    assert summary == protocol.Summary(id="s-1", task="proj.add", eta=eta, expires=None)
+
+
+def test_summarize_never_raises_on_what_is_not_a_task_message():
+    assert protocol.summarize({"eta": "not a time", "task": "t", "id": "i"}, {}).eta is None
+    assert protocol.summarize(None, None) == protocol.Summary(None, None, None, None)
+    assert protocol.summarize({"ticket": "x"}, {"correlation_id": "c"}).id is None  # a control reply

@@ -1,0 +1,103 @@
+"""Dead letters in the admin: why each message was not run, the message itself, replay once (edge layer).
+
+Replay publishes the message kept as received again, unchanged, to the queue it came from,
+on the app's pooled producer (``Publisher.republish``, the code the ETA release uses for
+parked messages). It happens once: one conditional UPDATE marks the row replayed, so of
+two clicks (or two admins) only one publishes; the other is told who did it. The task's
+delivery count is reset with it, or the replayed message would be dead-lettered again on
+its first delivery. When the broker is away nothing is marked: the row may be replayed
+later. Delete is Django's own.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.db import router, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+
+import djtasks
+from djtasks.admin.actions import ActionRefused, ConsoleActionsMixin, ObjectAction
+from djtasks.exceptions import OperationalError
+from djtasks.models import DeadLetter, TaskDelivery
+
+#: How much of the reason the list shows; the page shows all of it.
+REASON_IN_LIST = 80
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(ConsoleActionsMixin, admin.ModelAdmin):
+    list_display = ("task_id", "task_name", "short_reason", "date_created", "queue", "worker",
+                    "deliveries", "replayed_at")
+    list_filter = ("queue", "worker")
+    search_fields = ("=task_id", "^task_name")
+    date_hierarchy = "date_created"
+    fields = ("task_id", "task_name", "reason", "date_created", "worker", "deliveries", "retries",
+              "queue", "exchange", "routing_key", "task_args", "task_kwargs", "replay",
+              "replayed_at", "replayed_by", "as_received")
+    readonly_fields = fields
+    object_actions = (
+        ObjectAction("replay", "Replay", "replay_deadletter", "replay_one", available="replayable"),
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # the workers write dead letters
+
+    def has_change_permission(self, request: HttpRequest, obj: DeadLetter | None = None) -> bool:
+        return False  # read-only: replayed or deleted, never edited
+
+    @admin.display(description="reason")
+    def short_reason(self, row: DeadLetter) -> str:
+        reason = row.reason
+        return reason if len(reason) <= REASON_IN_LIST else reason[:REASON_IN_LIST - 1] + "…"
+
+    @admin.display(description="replay")
+    def replay(self, row: DeadLetter) -> str:
+        refusal = row.replay_refusal()
+        return f"Cannot be replayed: {refusal}." if refusal else "Can be replayed once."
+
+    @admin.display(description="message as received")
+    def as_received(self, row: DeadLetter) -> str:
+        return format_html('<pre class="djtasks-message" style="white-space:pre-wrap">{}</pre>',
+                           message_text(row))
+
+    def replayable(self, row: DeadLetter) -> bool:
+        return row.replay_refusal() is None
+
+    def replay_one(self, request: HttpRequest, row: DeadLetter, data: dict[str, Any]) -> str:
+        refusal = row.replay_refusal()
+        if refusal:
+            raise ActionRefused(f"Cannot replay {row}: {refusal}.")
+        db = router.db_for_write(DeadLetter)
+        # One transaction: a publish that fails un-marks the row. On django:// with the
+        # queue in this database, the publish commits with the mark: exactly once.
+        with transaction.atomic(using=db):
+            if not DeadLetter.objects.using(db).claim_replay(row.pk, request.user.get_username(),
+                                                             timezone.now()):
+                row.refresh_from_db(fields=["replayed_at", "replayed_by"])
+                raise ActionRefused(f"Cannot replay {row}: {row.replay_refusal()}.")
+            TaskDelivery.objects.using(router.db_for_write(TaskDelivery)).filter(
+                task_id=row.task_id).delete()
+            try:
+                djtasks.app.publisher.republish(row)
+            except OperationalError as exc:  # leaving the block rolls the mark back
+                raise ActionRefused(f"Cannot replay {row}: {exc}") from exc
+        where = row.queue or f"exchange {row.exchange!r}, routing key {row.routing_key!r}"
+        return f"Replayed {row.task_name}[{row.task_id}] to {where}, unchanged."
+
+
+def message_text(row: DeadLetter) -> str:
+    """Return the dead letter's message as received, as text: kept text, or the kept message."""
+    if row.message or row.body is None:
+        return row.message
+    body = bytes(row.body)
+    shown = body.decode("utf-8", "backslashreplace") if row.content_encoding in (
+        "utf-8", "utf8", "") else repr(body)
+    return (f"content type: {row.content_type}\ncontent encoding: {row.content_encoding}\n"
+            f"headers: {json.dumps(row.headers, indent=2, sort_keys=True, default=str)}\n"
+            f"properties: {json.dumps(row.properties, indent=2, sort_keys=True, default=str)}\n"
+            f"body: {shown}")

@@ -1,0 +1,50 @@
+"""Parked messages in the admin: ETA and countdown tasks a worker holds until due (edge layer).
+
+A worker that receives a task long before its eta parks it in the database and acks it;
+the release sends it back to its queue when due. Revoke leaves the row alone: the worker
+that receives the message then skips it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.utils.html import format_html
+
+from djtasks.admin.actions import batches
+from djtasks.admin.waiting_work import WaitingWorkAdmin, due_in
+from djtasks.models import ParkedMessage
+
+
+@admin.register(ParkedMessage)
+class ParkedMessageAdmin(WaitingWorkAdmin):
+    list_display = ("task_id", "task_name", "queue", "eta", "countdown", "expires", "date_created")
+    list_filter = ("queue",)
+    # Exact id and name prefix: both use an index (task_id) or a short scan of a small table.
+    search_fields = ("=task_id", "^task_name")
+    ordering = ("eta",)
+    fields = ("task_id", "task_name", "queue", "exchange", "routing_key", "eta", "countdown",
+              "expires", "date_created", "content_type", "content_encoding", "headers",
+              "properties", "shown_body")
+    readonly_fields = fields
+    on_django_broker = ("On django:// a message due later waits invisible in its queue table "
+                        "(see Queue messages); a worker parks one here only when clocks disagree.")
+    on_other_broker = ("A worker parks here each task it receives long before its eta or "
+                       "countdown; the worker holding the release lease sends it back when due.")
+
+    def task_id_of(self, row: ParkedMessage) -> str | None:
+        return row.task_id
+
+    def task_id_batches(self, queryset: QuerySet) -> Iterator[list[str]]:
+        return batches(queryset, "task_id")
+
+    @admin.display(description="countdown", ordering="eta")
+    def countdown(self, row: ParkedMessage) -> str:
+        return due_in(row.eta)
+
+    @admin.display(description="body")
+    def shown_body(self, row: ParkedMessage) -> str:
+        return format_html('<pre class="djtasks-message" style="white-space:pre-wrap">{}</pre>',
+                           bytes(row.body).decode("utf-8", "backslashreplace"))
