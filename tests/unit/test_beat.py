@@ -163,6 +163,15 @@ def test_beat_records_the_id_of_the_run_it_sent():
     assert PeriodicTask.objects.get().last_task_id == message.headers["id"]
 
 
+def test_a_run_that_could_not_be_sent_keeps_the_last_sent_id():
+    # A priority out of range, written past the admin's validation: the publish refuses it.
+    every_second(priority=42, last_task_id="sent-before")
+    scheduler(Clock(), "a").tick()
+    assert sent_tasks() == []
+    row = PeriodicTask.objects.get()
+    assert (row.last_run_at, row.total_run_count, row.last_task_id) == (None, 0, "sent-before")
+
+
 def test_the_next_run_follows_the_schedule_the_start_and_the_expiry():
     store = DatabaseStore(djtasks.app)
     fresh = every_second(name="fresh")
