@@ -38,12 +38,12 @@ MOMENT = "%Y-%m-%d %H:%M:%S UTC"
 
 @admin.register(PeriodicTask)
 class PeriodicTaskAdmin(ConsoleActionsMixin, admin.ModelAdmin):
-    list_display = ("name", "task", "enabled", "schedule", "next_run", "last_run_at",
+    list_display = ("name", "task", "enabled", "schedule_in_words", "next_run", "last_run_at",
                     "last_result", "total_run_count")
     list_filter = ("enabled", "one_off", "task")
     list_select_related = ("interval", "crontab", "clocked")
     search_fields = ("name", "task", "description")
-    readonly_fields = ("schedule", "next_run", "last_run_at", "last_result", "total_run_count",
+    readonly_fields = ("schedule_in_words", "next_run", "last_run_at", "last_result", "total_run_count",
                        "date_changed")
     actions = ("enable", "disable")
     object_actions = (ObjectAction("run_now", "Run now", "run_periodictask", "run_now_one"),)
@@ -54,7 +54,7 @@ class PeriodicTaskAdmin(ConsoleActionsMixin, admin.ModelAdmin):
         ("Arguments", {"fields": ("args", "kwargs")}),
         ("Routing and expiry", {"fields": ("queue", "exchange", "routing_key", "priority",
                                            "headers", "expires", "expire_seconds")}),
-        ("History", {"fields": ("schedule", "next_run", "last_run_at", "last_result",
+        ("History", {"fields": ("schedule_in_words", "next_run", "last_run_at", "last_result",
                                 "total_run_count", "date_changed")}),
     )
 
@@ -66,7 +66,7 @@ class PeriodicTaskAdmin(ConsoleActionsMixin, admin.ModelAdmin):
             last_result_status=Subquery(last.values("status")[:1]))
 
     @admin.display(description="schedule")
-    def schedule(self, row: PeriodicTask) -> str:
+    def schedule_in_words(self, row: PeriodicTask) -> str:
         return schedule_words(row)
 
     @admin.display(description="next run (UTC)")
