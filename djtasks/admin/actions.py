@@ -118,8 +118,7 @@ class ConsoleActionsMixin:
         obj = self.get_object(request, unquote(object_id))  # type: ignore[attr-defined]
         if obj is None:
             raise Http404(f"no {self.opts.verbose_name} {object_id!r}")
-        form = action.form(request.POST) if action.form and request.method == "POST" else (
-            action.form() if action.form else None)
+        form = self.object_action_form(action, obj, request.POST if request.method == "POST" else None)
         if request.method != "POST" or (form is not None and not form.is_valid()):
             return self.render_confirmation(request, obj, action, form)
         try:
@@ -130,6 +129,15 @@ class ConsoleActionsMixin:
             log_object_action(request, obj, message)
             self.message_user(request, message, messages.SUCCESS)  # type: ignore[attr-defined]
         return HttpResponseRedirect(self.after_action_url(obj))
+
+    def object_action_form(self, action: ObjectAction, obj: Model, data: Any) -> forms.Form | None:
+        """Build ``action``'s form, bound to ``data`` (None: unbound); None without a form.
+
+        A ModelAdmin overrides this where a form's choices depend on the object.
+        """
+        if action.form is None:
+            return None
+        return action.form() if data is None else action.form(data)
 
     def after_action_url(self, obj: Model) -> str:
         """Where the user lands after an action: the object's page, or the list if it is gone."""

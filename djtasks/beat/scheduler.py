@@ -26,6 +26,8 @@ from djtasks.backends.outages import Outage
 from djtasks.beat.lease import Lease
 from djtasks.beat.stores import DatabaseStore, Entry
 from djtasks.models import PeriodicTask
+from djtasks.protocol import new_task_id
+from djtasks.result import AsyncResult
 from djtasks.transport.aliases import broker_alias
 from djtasks.utils.fork_safety import DATABASE_WRITES
 
@@ -136,19 +138,22 @@ class DatabaseScheduler(BaseScheduler):
         claim commits first and the publish follows: a publish that fails gives the claim
         back, so the run stays due; a claim that could not commit never published.
         """
+        # The id is chosen before the claim, which records it: the row names its last run's
+        # result without a second write.
+        task_id = new_task_id()
         if self.publish_joins_claim:
             with transaction.atomic(using=self.db):
-                if not self.store.claim(entry, now):
+                if not self.store.claim(entry, now, task_id):
                     return False
-                return self.publish(entry, now, give_back=False)
-        if not self.store.claim(entry, now):
+                return self.publish(entry, now, task_id, give_back=False)
+        if not self.store.claim(entry, now, task_id):
             return False
-        return self.publish(entry, now, give_back=True)
+        return self.publish(entry, now, task_id, give_back=True)
 
-    def publish(self, entry: Entry, now: datetime, give_back: bool) -> bool:
+    def publish(self, entry: Entry, now: datetime, task_id: str, give_back: bool) -> bool:
         logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
         try:
-            self.app.send_task(entry.task, entry.args, entry.kwargs, **send_options(entry, now))
+            send_run(self.app, entry, now, task_id)
         except DatabaseError:
             raise  # the claim's transaction is broken too: the loop waits the outage out
         except Exception:
@@ -167,6 +172,40 @@ class DatabaseScheduler(BaseScheduler):
             logger.warning("beat: could not give the lease up (%s); it expires in %g s",
                            exc, self.lease.timeout)
         close_old_connections()
+
+
+def send_run(app: App, entry: Entry, now: datetime, task_id: str) -> AsyncResult:
+    """Publish one run of ``entry`` at ``now`` as ``task_id``: the one way a run is sent.
+
+    Beat's due runs and the console's "run now" both come here, so a run sent by hand has
+    the same arguments, routing and expiry as one beat sends.
+    """
+    return app.send_task(entry.task, entry.args, entry.kwargs, task_id=task_id,
+                         **send_options(entry, now))
+
+
+def run_now(app: App, row: PeriodicTask, now: datetime) -> AsyncResult:
+    """Send one run of ``row`` now, outside its schedule, and record it as its last run.
+
+    The schedule is left alone (``last_run_at`` and the run count are beat's): the next
+    due run comes when it would have come.
+    """
+    entry = DatabaseStore(app).entry(row)
+    result = send_run(app, entry, now, new_task_id())
+    PeriodicTask.objects.record_sent(row.pk, result.id)
+    return result
+
+
+def next_run_at(entry: Entry, now: datetime) -> datetime | None:
+    """Return when beat will next send ``entry`` (``now`` when it is due): None if never."""
+    if entry.start_time is not None and now < entry.start_time:
+        now = entry.start_time  # beat looks first then, and reads the schedule from there
+    if entry.expires is not None and now >= entry.expires:
+        return None
+    due_at = entry.schedule.due_at(entry.since, now)
+    if due_at is None or (entry.expires is not None and due_at >= entry.expires):
+        return None
+    return max(due_at, now)
 
 
 def send_options(entry: Entry, now: datetime) -> dict:

@@ -41,6 +41,7 @@ class Entry:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     last_run_at: datetime | None = None  # as stored: the claim compares against it
+    last_task_id: str = ""  # as stored: a claim given back restores it
     since: datetime | None = None  # what the schedule counts from (last_run_at, if any)
     one_off: bool = False
     start_time: datetime | None = None
@@ -68,20 +69,26 @@ class DatabaseStore:
         entries = []
         for row in PeriodicTask.objects.enabled():
             try:
-                entries.append(self._entry(row))
+                entries.append(self.entry(row))
             except ValueError as exc:  # edited outside the admin's validation: say so, go on
                 logger.error("beat: periodic task %r is skipped: %s", row.name, exc)
         return entries
 
-    def claim(self, entry: Entry, now: datetime) -> bool:
-        """Record the run at ``now`` unless another beat did; True when this beat may send it."""
-        return PeriodicTask.objects.claim_run(entry.pk, entry.last_run_at, now, entry.one_off)
+    def claim(self, entry: Entry, now: datetime, task_id: str = "") -> bool:
+        """Record the run at ``now`` (to be sent as ``task_id``) unless another beat did.
+
+        True when this beat may send it.
+        """
+        return PeriodicTask.objects.claim_run(entry.pk, entry.last_run_at, now, entry.one_off,
+                                              task_id)
 
     def unclaim(self, entry: Entry, now: datetime) -> None:
         """Give back the claim of the run at ``now``: it could not be sent, so it stays due."""
-        PeriodicTask.objects.unclaim_run(entry.pk, entry.last_run_at, now, entry.one_off)
+        PeriodicTask.objects.unclaim_run(entry.pk, entry.last_run_at, now, entry.one_off,
+                                         entry.last_task_id)
 
-    def _entry(self, row: PeriodicTask) -> Entry:
+    def entry(self, row: PeriodicTask) -> Entry:
+        """Return ``row`` as beat sees it; ValueError if its schedule cannot be built."""
         options = {key: getattr(row, key) for key in OPTION_COLUMNS
                    if getattr(row, key) not in ("", None, {})}
         return Entry(
@@ -90,7 +97,7 @@ class DatabaseStore:
             args=tuple(row.args or ()), kwargs=dict(row.kwargs or {}), options=options,
             # A crontab that never ran counts from when its entry last changed (as
             # django-celery-beat does): a new nightly entry waits for the night.
-            last_run_at=row.last_run_at,
+            last_run_at=row.last_run_at, last_task_id=row.last_task_id,
             since=row.last_run_at or (row.date_changed if row.crontab_id else None),
             one_off=row.one_off, start_time=row.start_time,
             expires=row.expires, expire_seconds=row.expire_seconds,

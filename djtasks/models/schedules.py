@@ -115,26 +115,32 @@ class PeriodicTaskQuerySet(models.QuerySet):
         return self.filter(enabled=True).select_related("interval", "crontab", "clocked")
 
     def claim_run(self, pk: int, seen_last_run_at: datetime | None, now: datetime,
-                  one_off: bool) -> bool:
-        """Mark the run at ``now`` as sent, if nobody did since we read ``seen_last_run_at``.
+                  one_off: bool, task_id: str = "") -> bool:
+        """Mark the run at ``now`` as sent as ``task_id``, if nobody did since we read ``seen_last_run_at``.
 
         A compare-and-set on last_run_at: of two schedulers that saw the same due run,
         exactly one UPDATE matches a row.
         """
         seen = Q(last_run_at__isnull=True) if seen_last_run_at is None else Q(last_run_at=seen_last_run_at)
-        changes = {"last_run_at": now, "total_run_count": F("total_run_count") + 1}
+        changes = {"last_run_at": now, "total_run_count": F("total_run_count") + 1,
+                   "last_task_id": task_id}
         if one_off:
             changes["enabled"] = False
         return self.filter(seen, pk=pk, enabled=True).update(**changes) == 1
 
     def unclaim_run(self, pk: int, seen_last_run_at: datetime | None, now: datetime,
-                    one_off: bool) -> bool:
+                    one_off: bool, seen_last_task_id: str = "") -> bool:
         """Undo ``claim_run`` after the run could not be sent, so that it stays due."""
         changes: dict = {"last_run_at": seen_last_run_at,
-                         "total_run_count": F("total_run_count") - 1}
+                         "total_run_count": F("total_run_count") - 1,
+                         "last_task_id": seen_last_task_id}
         if one_off:
             changes["enabled"] = True
         return self.filter(pk=pk, last_run_at=now).update(**changes) == 1
+
+    def record_sent(self, pk: int, task_id: str) -> None:
+        """Remember ``task_id`` as the last run sent, leaving the schedule as it is (run now)."""
+        self.filter(pk=pk).update(last_task_id=task_id)
 
 
 class PeriodicTask(models.Model):
@@ -165,6 +171,9 @@ class PeriodicTask(models.Model):
     enabled = models.BooleanField(_("enabled"), default=True)
     last_run_at = models.DateTimeField(_("last run at"), null=True, blank=True, editable=False)
     total_run_count = models.PositiveIntegerField(_("total run count"), default=0, editable=False)
+    #: The task id of the last run sent, by beat or by the console's "run now": its result.
+    last_task_id = models.CharField(_("last task id"), max_length=255, blank=True, default="",
+                                    editable=False)
     date_changed = models.DateTimeField(_("changed"), auto_now=True)
     description = models.TextField(_("description"), blank=True)
 

@@ -86,6 +86,22 @@ def test_killed_leader_is_replaced_within_the_lease(process_factory, broker, que
     each_run_sent_once(stamps, first, second)
 
 
+def test_the_entry_names_the_last_run_beat_sent(process_factory, broker, queue_name, beat_env,
+                                               stamps):
+    entry = add_entry(broker, queue_name, stamps)
+    process_factory("runworker", "-c", "2", ready=r" ready\.$")
+    beat = process_factory("runbeat", env=beat_env, ready=BEAT_READY)
+    wait_until(lambda: len(runs(stamps)) >= 2, timeout=20, message="two runs")
+    assert beat.stop() == 0
+    last = PeriodicTask.objects.using(broker.database).get(pk=entry.pk).last_task_id
+
+    def run_ids() -> list[str]:
+        return [line.split()[1] for line in stamps.read_text().splitlines() if line]
+
+    # The console links this id to its result: it is the id of a run the worker ran.
+    wait_until(lambda: last in run_ids(), message="the last run sent ran under its id")
+
+
 def test_entry_disabled_in_the_database_stops(process_factory, broker, queue_name, beat_env, stamps):
     entry = add_entry(broker, queue_name, stamps)
     process_factory("runworker", "-c", "2", ready=r" ready\.$")

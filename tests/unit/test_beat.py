@@ -16,7 +16,7 @@ from django.test import override_settings
 import djtasks
 from djtasks import App, conf, schedules
 from djtasks.beat.lease import Lease
-from djtasks.beat.scheduler import DatabaseScheduler
+from djtasks.beat.scheduler import DatabaseScheduler, next_run_at
 from djtasks.beat.stores import DatabaseStore, interval_parts
 from djtasks.exceptions import ImproperlyConfigured
 from djtasks.models import BeatLease, CrontabSchedule, IntervalSchedule, PeriodicTask
@@ -152,6 +152,45 @@ def test_disabled_entry_and_entry_before_its_start_are_not_sent():
     clock.advance(60)
     beat.tick()
     assert len(sent_tasks()) == 1
+
+
+def test_beat_records_the_id_of_the_run_it_sent():
+    every_second()
+    scheduler(Clock(), "a").tick()
+    with kombu.Connection("memory://") as connection:
+        queue = kombu.Queue(QUEUE, kombu.Exchange(QUEUE), routing_key=QUEUE)(connection.default_channel)
+        message = queue.get(no_ack=True)
+    assert PeriodicTask.objects.get().last_task_id == message.headers["id"]
+
+
+def test_a_run_that_could_not_be_sent_keeps_the_last_sent_id():
+    # A priority out of range, written past the admin's validation: the publish refuses it.
+    every_second(priority=42, last_task_id="sent-before")
+    scheduler(Clock(), "a").tick()
+    assert sent_tasks() == []
+    row = PeriodicTask.objects.get()
+    assert (row.last_run_at, row.total_run_count, row.last_task_id) == (None, 0, "sent-before")
+
+
+def test_the_next_run_follows_the_schedule_the_start_and_the_expiry():
+    store = DatabaseStore(djtasks.app)
+    fresh = every_second(name="fresh")
+    ran = every_second(name="ran", last_run_at=START - timedelta(seconds=0.5))
+    later = every_second(name="later", start_time=START + timedelta(minutes=1))
+    gone = every_second(name="gone", expires=START)
+    nightly = PeriodicTask.objects.create(
+        name="nightly", task="tests.testapp.tasks.add",
+        crontab=CrontabSchedule.objects.create(minute="0", hour="3", timezone="UTC"))
+    nightly.refresh_from_db()
+    assert next_run_at(store.entry(fresh), START) == START
+    assert next_run_at(store.entry(ran), START) == START + timedelta(seconds=0.5)
+    assert next_run_at(store.entry(later), START) == START + timedelta(minutes=1)
+    assert next_run_at(store.entry(gone), START) is None
+    after_change = nightly.date_changed.astimezone(UTC)
+    expected = after_change.replace(hour=3, minute=0, second=0, microsecond=0)
+    if expected <= after_change:
+        expected += timedelta(days=1)
+    assert next_run_at(store.entry(nightly), after_change) == expected
 
 
 def test_expired_entry_is_not_sent_and_expire_seconds_reach_the_message():
