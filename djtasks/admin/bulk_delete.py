@@ -21,12 +21,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from djtasks.admin.actions import batches, log_bulk_action
+from djtasks.admin.actions import BATCH_SIZE, batches, log_bulk_action
 from djtasks.admin.pagination import EstimatedCountPaginator
 
 
-def delete_in_batches(queryset: QuerySet) -> int:
-    """Delete the rows of ``queryset`` a batch of ids at a time; return how many went.
+def delete_in_batches(queryset: QuerySet, size: int = BATCH_SIZE) -> int:
+    """Delete the rows of ``queryset`` ``size`` ids at a time; return how many went.
 
     Only one batch of ids is in memory at a time. Each batch is deleted through the
     model's manager, so Django still cascades and sends delete signals where a model has
@@ -34,7 +34,7 @@ def delete_in_batches(queryset: QuerySet) -> int:
     """
     manager = queryset.model._default_manager.using(queryset.db)
     deleted = 0
-    for ids in batches(queryset):
+    for ids in batches(queryset, size=size):
         _total, per_model = manager.filter(pk__in=ids).delete()
         deleted += per_model.get(queryset.model._meta.label, 0)
     return deleted
