@@ -25,8 +25,11 @@ DATABASE = "djtasks_bench_admin"
 LIST = "/admin/djtasks/taskresult/"
 PAGES = {
     "changelist, no filter": LIST,
+    "changelist, ?task_name=bench.tasks.t7": f"{LIST}?task_name=bench.tasks.t7",
+    "changelist, ?worker=bench@host3": f"{LIST}?worker=bench@host3",
     "changelist, ?status__exact=FAILURE": f"{LIST}?status__exact=FAILURE",
     "changelist, ?q=bench.tasks.t4 (name prefix)": f"{LIST}?q=bench.tasks.t4",
+    "changelist, ?q=bench-500000 (a task id)": f"{LIST}?q=bench-500000",
     "changelist, ?queue__exact=bulk-delete": f"{LIST}?queue__exact=bulk-delete",
     "dashboard": "/admin/djtasks/dashboard/",
 }
@@ -169,13 +172,53 @@ def bulk_actions(client, rows: int) -> None:
           "(traced run)")
 
 
-def report_pages(client, runs: int) -> None:
-    for label, url in PAGES.items():
+def explain(queries: list[dict]) -> None:
+    """Print how PostgreSQL ran each of the page's queries on TaskResult: scans and time."""
+    from django.db import connection
+
+    for query in queries:
+        if "djtasks_taskresult" not in query["sql"] or query["sql"].startswith("EXPLAIN"):
+            continue
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {query['sql']}")
+            plan = cursor.fetchone()[0][0]
+        scans = sorted(scans_of(plan["Plan"]))
+        print(f"    {plan['Execution Time']:7.1f} ms  {', '.join(scans) or '-'}  "
+              f"{' '.join(query['sql'].split())[:90]}")
+
+
+def scans_of(node: dict) -> set[str]:
+    found = set()
+    if "Scan" in node["Node Type"]:
+        found.add(f"{node['Node Type']}" + (f" on {node['Index Name']}" if "Index Name" in node else ""))
+    for child in node.get("Plans", []):
+        found |= scans_of(child)
+    return found
+
+
+def pages() -> dict[str, str]:
+    """The pages timed: ``PAGES`` and the date filter's "Past 7 days", as of today (UTC)."""
+    from datetime import timedelta
+    from urllib.parse import urlencode
+
+    from django.utils import timezone
+
+    # As DateFieldListFilter writes its links: midnight today (UTC), a week back, tomorrow.
+    today = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    week = f"{LIST}?" + urlencode({"date_created__gte": str(today - timedelta(days=7)),
+                                   "date_created__lt": str(today + timedelta(days=1))})
+    return {**PAGES, "changelist, created in the past 7 days": week}
+
+
+def report_pages(client, runs: int, show_plans: bool) -> None:
+    for label, url in pages().items():
         times, queries = time_page(client, url, runs)
         slowest = max(queries, key=lambda query: float(query["time"]))
         print(f"{label}: median {statistics.median(times) * 1000:.0f} ms, max {max(times) * 1000:.0f} ms, "
               f"{len(queries)} queries, slowest {float(slowest['time']) * 1000:.0f} ms: "
               f"{' '.join(slowest['sql'].split())[:160]}")
+        if show_plans:
+            explain(queries)
 
 
 def main() -> None:
@@ -183,6 +226,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--skip-bulk", action="store_true", help="only time the pages")
+    parser.add_argument("--explain", action="store_true",
+                        help="print how PostgreSQL ran each query of each page (EXPLAIN ANALYZE)")
     arguments = parser.parse_args()
     create_database(DATABASE)
     configure(DATABASE)
@@ -191,7 +236,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     fill(arguments.rows)
     client = superuser_client()
-    report_pages(client, arguments.runs)
+    report_pages(client, arguments.runs, arguments.explain)
     if not arguments.skip_bulk:
         bulk_actions(client, arguments.rows)
 
