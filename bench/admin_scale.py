@@ -36,18 +36,21 @@ PAGES = {
 CHUNK = 100_000
 
 # Row i of n: created (and done) at a time spread evenly over the last 24 hours, newest
-# first; 50 task names, 8 workers; i % 10 picks the queue and i % 100 the state.
+# first; i % 10 picks the queue and i % 100 the state. The task name (50) and the worker (8)
+# come from a hash of i: taken from i they would follow the state (every name with
+# i % 50 a multiple of 10 would only ever be PENDING).
 FILL = """
 INSERT INTO djtasks_taskresult (task_id, task_name, status, result, traceback, date_created,
     date_started, date_done, date_received, runtime, worker, retries, queue, parent_id, root_id,
     group_id, task_args, task_kwargs, args, kwargs, children)
-SELECT 'bench-' || i, 'bench.tasks.t' || (i %% 50),
+SELECT 'bench-' || i, 'bench.tasks.t' || (abs(hashtext('n' || i)) %% 50),
     CASE WHEN i %% 10 = 0 THEN 'PENDING' WHEN i %% 100 < 85 THEN 'SUCCESS'
          WHEN i %% 100 < 93 THEN 'FAILURE' WHEN i %% 100 < 97 THEN 'RETRY' ELSE 'STARTED' END,
     CASE WHEN i %% 10 <> 0 AND i %% 100 BETWEEN 85 AND 92
          THEN '{"exc_type": "ValueError", "exc_message": "bench failure"}'::jsonb END,
     '', done - interval '1 second', done - interval '1 second', done, done - interval '1 second',
-    (i %% 50) * 0.01 + random() * (1 + i %% 7), 'bench@host' || (i %% 8), (i %% 20 = 0)::int,
+    (i %% 50) * 0.01 + random() * (1 + i %% 7), 'bench@host' || (abs(hashtext('w' || i)) %% 8),
+    (i %% 20 = 0)::int,
     CASE i %% 10 WHEN 0 THEN 'bulk-revoke' WHEN 1 THEN 'bulk-delete' ELSE 'bench' END,
     '', '', '', '()', '{}', NULL, NULL, '[]'::jsonb
 FROM (SELECT i, now() - (i * interval '86400 seconds' / %(rows)s) AS done
@@ -56,7 +59,7 @@ WHERE %(only_deleted)s = false OR i %% 10 = 1
 """
 
 
-def fill(rows: int) -> None:
+def fill(rows: int, again: bool = False) -> None:
     """Fill ``rows`` rows unless exactly those are there; put back the bulk-delete rows if gone."""
     from django.db import connection
 
@@ -64,7 +67,7 @@ def fill(rows: int) -> None:
 
     present = TaskResult.objects.count()
     missing = TaskResult.objects.filter(queue="bulk-delete").count() == 0 and present == rows * 9 // 10
-    if present == rows:
+    if present == rows and not again:
         print(f"{rows} rows already there")
         return
     started = time.perf_counter()
@@ -225,6 +228,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--refill", action="store_true", help="fill the table again even if full")
     parser.add_argument("--skip-bulk", action="store_true", help="only time the pages")
     parser.add_argument("--explain", action="store_true",
                         help="print how PostgreSQL ran each query of each page (EXPLAIN ANALYZE)")
@@ -234,7 +238,7 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    fill(arguments.rows)
+    fill(arguments.rows, again=arguments.refill)
     client = superuser_client()
     report_pages(client, arguments.runs, arguments.explain)
     if not arguments.skip_bulk:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from djtasks import states
 from djtasks.admin.bulk_delete import delete_in_batches
 from djtasks.admin.filters import distinct_values
 from djtasks.admin.pagination import ESTIMATE_ABOVE, EstimatedCountPaginator
+from djtasks.dashboard import stats
 from djtasks.models import TaskResult
 from tests.unit.console_users import staff_client
 
@@ -206,3 +209,19 @@ def test_staff_with_delete_permission_is_offered_the_batched_delete():
     url, data = select_all("q-a", post="yes")
     client.post(url, data)
     assert TaskResult.objects.count() == 0
+
+
+@BOTH
+@pytest.mark.parametrize("step", [timedelta(minutes=1), timedelta(hours=1)], ids=["minutes", "hours"])
+def test_the_dashboard_counts_by_index_range_as_grouping_by_time_does(step):
+    now = timezone.now()
+    for index in range(40):
+        TaskResult.objects.using("postgres").create(
+            task_id=f"c-{index}", status=[states.SUCCESS, states.FAILURE, states.RETRY][index % 3],
+            date_done=now - index * step / 3)
+    first = stats.trunc_python(now - 20 * step, step)
+    # Every (bucket, series) is there, empty ones as 0; grouping finds only the others.
+    by_range = {key: count for key, count in stats.counts_by_range("postgres", first, now, step).items()
+                if count}
+    assert by_range == stats.counts_by_trunc("postgres", first, now, step)
+    assert sum(by_range.values()) == sum(1 for index in range(40) if now - index * step / 3 >= first)
