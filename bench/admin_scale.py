@@ -32,6 +32,8 @@ PAGES = {
     "changelist, ?q=bench-500000 (a task id)": f"{LIST}?q=bench-500000",
     "changelist, ?queue__exact=bulk-delete": f"{LIST}?queue__exact=bulk-delete",
     "dashboard": "/admin/djtasks/dashboard/",
+    # Django pages by OFFSET: the last of 10,000 pages reads past every row before it.
+    "changelist, page 5,000 (?p=5000)": f"{LIST}?p=5000",
 }
 CHUNK = 100_000
 
@@ -213,6 +215,31 @@ def pages() -> dict[str, str]:
     return {**PAGES, "changelist, created in the past 7 days": week}
 
 
+def django_delete_confirmation(queue: str) -> None:
+    """Time Django's own delete_selected asking about a "select all" of ``queue`` (no delete)."""
+    from django.contrib import admin
+    from django.contrib.admin.actions import delete_selected as django_delete_selected
+    from django.contrib.auth.models import User
+    from django.contrib.messages.storage.fallback import FallbackStorage
+    from django.test import RequestFactory
+
+    from djtasks.models import TaskResult
+
+    request = RequestFactory().post(f"{LIST}?queue__exact={queue}", {"action": "delete_selected"})
+    request.user = User.objects.get(username="bench")
+    request.session = {}
+    request._messages = FallbackStorage(request)
+    model_admin = admin.site._registry[TaskResult]
+    queryset = TaskResult.objects.filter(queue=queue)
+    started = time.perf_counter()
+    tracemalloc.start()
+    django_delete_selected(model_admin, request, queryset).render()
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"Django's delete_selected, confirmation page only, select all of queue {queue}: "
+          f"{time.perf_counter() - started:.1f} s, peak {peak / 2**20:.0f} MiB (traced)")
+
+
 def report_pages(client, runs: int, show_plans: bool) -> None:
     for label, url in pages().items():
         times, queries = time_page(client, url, runs)
@@ -230,6 +257,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--refill", action="store_true", help="fill the table again even if full")
     parser.add_argument("--skip-bulk", action="store_true", help="only time the pages")
+    parser.add_argument("--django-delete", action="store_true",
+                        help="also time Django's own delete_selected confirmation on the same rows")
     parser.add_argument("--explain", action="store_true",
                         help="print how PostgreSQL ran each query of each page (EXPLAIN ANALYZE)")
     arguments = parser.parse_args()
@@ -241,6 +270,8 @@ def main() -> None:
     fill(arguments.rows, again=arguments.refill)
     client = superuser_client()
     report_pages(client, arguments.runs, arguments.explain)
+    if arguments.django_delete:
+        django_delete_confirmation("bulk-delete")
     if not arguments.skip_bulk:
         bulk_actions(client, arguments.rows)
 

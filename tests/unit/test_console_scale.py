@@ -108,6 +108,7 @@ def test_the_changelist_on_postgres_runs_no_count_over_the_table_and_says_about(
         assert not [query["sql"] for query in captured.captured_queries
                     if "DISTINCT" in query["sql"]], url
         assert re.search(r'class="djtasks-result-count">about \d+', page), url
+    assert re.search(r"Select all about \d+ task results", pages[LIST])
     # The loose scan found the filter's values.
     assert 'href="?queue=q-a"' in pages[LIST]
     assert 'href="?queue=q-b"' in pages[LIST]
