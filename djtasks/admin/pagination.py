@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
@@ -34,7 +35,10 @@ def planner_estimate(queryset: QuerySet) -> int | None:
     if connection.vendor != "postgresql":
         return None
     # The columns and the order don't change the row estimate; dropping them keeps the plan small.
-    sql, params = queryset.order_by().values("pk").query.get_compiler(using=queryset.db).as_sql()
+    try:
+        sql, params = queryset.order_by().values("pk").query.get_compiler(using=queryset.db).as_sql()
+    except EmptyResultSet:  # a filter that matches nothing by construction, e.g. pk__in=[]
+        return 0
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
         plan = cursor.fetchone()[0]

@@ -82,6 +82,14 @@ def test_an_estimate_far_too_low_stops_the_exact_count_at_its_cap():
     assert paginator.estimated
 
 
+@BOTH
+def test_a_filter_that_matches_nothing_by_construction_counts_zero():
+    fill(3, "postgres")
+    paginator = EstimatedCountPaginator(TaskResult.objects.using("postgres").filter(pk__in=[]), 10)
+    assert paginator.count == 0
+    assert not paginator.estimated
+
+
 @pytest.mark.django_db
 def test_sqlite_always_counts_exactly():
     fill(30)
