@@ -38,7 +38,8 @@ FROM (SELECT i, now() - (i * interval '86400 seconds' / %(rows)s) AS done
 """
 
 
-def configure() -> None:
+def configure(database: str = DATABASE) -> None:
+    """Configure Django on the test suite's settings, with ``database`` on PostgreSQL as default."""
     import django
     from django.conf import settings
 
@@ -46,7 +47,7 @@ def configure() -> None:
     from tests import settings as base
 
     values = {name: getattr(base, name) for name in dir(base) if name.isupper()}
-    values["DATABASES"] = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": DATABASE,
+    values["DATABASES"] = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": database,
                                        "USER": "postgres", "HOST": HOST, "PORT": 5432}}
     values["DJTASKS"] = {"broker_url": "django://default", "result_backend": "django-db://default"}
     values["ALLOWED_HOSTS"] = ["testserver"]
@@ -55,12 +56,13 @@ def configure() -> None:
     django.setup()
 
 
-def create_database() -> None:
+def create_database(database: str = DATABASE) -> None:
+    """Create ``database`` on the local PostgreSQL server unless it exists."""
     import psycopg
 
     with psycopg.connect(host=HOST, user="postgres", dbname="postgres", autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone():
-            admin.execute(f'CREATE DATABASE "{DATABASE}"')
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
+            admin.execute(f'CREATE DATABASE "{database}"')
 
 
 def fill(rows: int) -> None:
