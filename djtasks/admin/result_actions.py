@@ -15,10 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from kombu.exceptions import OperationalError as BrokerError
 
 from djtasks import protocol, states
 from djtasks.admin.actions import ActionRefused
 from djtasks.application import App
+from djtasks.exceptions import OperationalError
 from djtasks.models import TaskResult
 from djtasks.task import is_sensitive
 
@@ -40,7 +42,10 @@ def terminate(app: App, row: TaskResult, signal: str) -> str:
     """Revoke ``row``'s task and stop it where it runs with ``signal``; return what was done."""
     if signal not in TERMINATE_SIGNALS:  # the form checked; a caller in code may not have
         raise ActionRefused(f"signal: expected one of {', '.join(TERMINATE_SIGNALS)}, got {signal!r}")
-    app.control.revoke(row.task_id, terminate=True, signal=signal)
+    try:
+        app.control.revoke(row.task_id, terminate=True, signal=signal)
+    except (OperationalError, BrokerError) as exc:  # the broker is away: say so, not a 500
+        raise ActionRefused(f"Could not ask the workers to terminate {row.task_id}: {exc}") from exc
     return f"Revoked task {row.task_id} and asked the workers to terminate it with {signal}."
 
 
@@ -64,7 +69,9 @@ def send_again(app: App, row: TaskResult) -> str:
     try:
         app.send_task(row.task_name, args=row.args or [], kwargs=row.kwargs or {},
                       task_id=new_id, **options)
-    except Exception:
+    except Exception as exc:
         rows.filter(task_id=new_id).delete()
+        if isinstance(exc, (OperationalError, BrokerError)):  # the broker is away: not a 500
+            raise ActionRefused(f"Could not send {row.task_id} again: {exc}") from exc
         raise
     return new_id

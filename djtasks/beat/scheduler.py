@@ -22,6 +22,7 @@ from django.db import DatabaseError, close_old_connections, router, transaction
 from django.utils import timezone
 
 from djtasks.application import App
+from djtasks.backends.fork_safety import DATABASE_WRITES
 from djtasks.backends.outages import Outage
 from djtasks.beat.lease import Lease
 from djtasks.beat.stores import DatabaseStore, Entry
@@ -29,7 +30,6 @@ from djtasks.models import PeriodicTask
 from djtasks.protocol import new_task_id
 from djtasks.result import AsyncResult
 from djtasks.transport.aliases import broker_alias
-from djtasks.utils.fork_safety import DATABASE_WRITES
 
 logger = logging.getLogger("djtasks.beat")
 #: The shortest sleep between two loops, so that a schedule due "now" cannot spin.
@@ -55,6 +55,9 @@ class BaseScheduler(ABC):
     def close(self) -> None:  # noqa: B027 - an optional hook
         """Release what the scheduler holds (a no-op by default)."""
 
+    #: The database the scheduler writes to (None: none), for backends.fork_safety.
+    db: str | None = None
+
     def run(self, stop: threading.Event) -> None:
         """Tick until ``stop`` is set. An error in one tick is logged; the next tick retries.
 
@@ -65,8 +68,8 @@ class BaseScheduler(ABC):
         prepared = False
         try:
             while not stop.is_set():
-                # Beat may run in a thread of a worker (-B), which forks: utils.fork_safety.
-                with DATABASE_WRITES.writing():
+                # Beat may run in a thread of a worker (-B), which forks: backends.fork_safety.
+                with DATABASE_WRITES.writing(self.db):
                     try:
                         if not prepared:  # several beats starting at once write the same rows
                             self.setup()
@@ -81,7 +84,7 @@ class BaseScheduler(ABC):
                         pause = self.max_interval
                 stop.wait(max(MIN_SLEEP, min(pause, self.max_interval)))
         finally:
-            with DATABASE_WRITES.writing():
+            with DATABASE_WRITES.writing(self.db):
                 self.close()
 
 

@@ -16,8 +16,8 @@ from typing import Any
 from django.db import DatabaseError
 from kombu.transport import virtual
 
+from djtasks.backends.fork_safety import DATABASE_WRITES
 from djtasks.backends.outages import Outage, close_quietly
-from djtasks.utils.fork_safety import DATABASE_WRITES
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ class Renewer:
         try:
             while not self._stopped.wait(self._interval):
                 # The renewal and the close after it (a write too: SQLite checkpoints)
-                # hold forks off: see utils.fork_safety.
-                with DATABASE_WRITES.writing():
+                # hold forks off: see backends.fork_safety.
+                with DATABASE_WRITES.writing(self._alias):
                     try:
                         self._renew()
                         outage.succeeded()
@@ -113,5 +113,5 @@ class Renewer:
                     finally:
                         close_quietly(self._alias)
         finally:
-            with DATABASE_WRITES.writing():
+            with DATABASE_WRITES.writing(self._alias):
                 close_quietly(self._alias)

@@ -24,10 +24,10 @@ from typing import Any
 import kombu
 from django.db import connections
 
+from djtasks.backends.fork_safety import DATABASE_WRITES
 from djtasks.publish import EventDispatcher
 from djtasks.task import HIDDEN_ARGUMENTS
 from djtasks.utils import events
-from djtasks.utils.fork_safety import DATABASE_WRITES
 from djtasks.utils.retries import Backoff
 
 logger = logging.getLogger("djtasks.worker")
@@ -40,8 +40,11 @@ class EventSender:
     """Buffer events and publish them from a thread of their own."""
 
     def __init__(self, new_connection: Callable[[], kombu.Connection], hostname: str, *,
-                 buffer: int = 10_000, task_events: bool = False, worker_events: bool = True) -> None:
+                 buffer: int = 10_000, task_events: bool = False, worker_events: bool = True,
+                 database: str | None = None) -> None:
         self.new_connection = new_connection
+        #: The database alias a django:// broker writes events to (None on another broker).
+        self.database = database
         self.hostname = hostname
         self.clock = events.LamportClock()
         self.task_events = task_events
@@ -104,7 +107,7 @@ class EventSender:
             try:
                 if dispatcher is None:
                     dispatcher = EventDispatcher(self.new_connection(), self.hostname, self.clock)
-                with DATABASE_WRITES.writing():  # django://: an event is a row
+                with DATABASE_WRITES.writing(self.database):  # django://: an event is a row
                     dispatcher.publish(event)
             except Exception as exc:  # the thread never dies: drop this event, wait, reconnect
                 self.dropped += 1
@@ -117,7 +120,7 @@ class EventSender:
             else:
                 self.sent += 1
                 self._backoff.reset()
-        with DATABASE_WRITES.writing():  # a close is a write too (utils.fork_safety)
+        with DATABASE_WRITES.writing(self.database):  # a close is a write too (backends.fork_safety)
             _discard(dispatcher)
             connections.close_all()  # django://: this thread's own database connections
 

@@ -23,11 +23,11 @@ from importlib.metadata import PackageNotFoundError, version
 from django.db import connections, router
 from django.utils import timezone
 
+from djtasks.backends.fork_safety import DATABASE_WRITES
 from djtasks.backends.outages import Outage
 from djtasks.models import Worker
 from djtasks.models.workers import OFFLINE, ONLINE, lost_after
 from djtasks.utils import events
-from djtasks.utils.fork_safety import DATABASE_WRITES
 from djtasks.worker.events import EventSender
 
 logger = logging.getLogger("djtasks.worker")
@@ -111,7 +111,8 @@ class Heartbeat:
                 self.beat_now()
                 self.report(ONLINE)
         finally:
-            with DATABASE_WRITES.writing():  # a close is a write too (utils.fork_safety)
+            # A close is a write too (backends.fork_safety).
+            with DATABASE_WRITES.writing(router.db_for_write(Worker)):
                 connections.close_all()  # this thread's own connections
 
     def report(self, status: str, now: datetime | None = None) -> bool:
@@ -125,7 +126,7 @@ class Heartbeat:
                      processed=self.stats.processed, failed=self.stats.failed,
                      active=self.stats.active)
         try:
-            with DATABASE_WRITES.writing():
+            with DATABASE_WRITES.writing(router.db_for_write(Worker)):
                 Worker.objects.using(router.db_for_write(Worker)).report(row, first=self._first)
         except Exception as exc:  # never the worker's problem: the next beat tries again
             self._outage.failed(exc)

@@ -28,12 +28,12 @@ from django.utils import timezone
 
 from djtasks.application import App
 from djtasks.backends.base import exception_to_dict
+from djtasks.backends.fork_safety import DATABASE_WRITES
 from djtasks.backends.outages import TRANSIENT_ERRORS, Outage, close_quietly
 from djtasks.beat.lease import Lease
 from djtasks.exceptions import DjtasksError
 from djtasks.models import DeadLetter, ParkedMessage
 from djtasks.publish import republish
-from djtasks.utils.fork_safety import DATABASE_WRITES
 from djtasks.utils.log import loggable
 from djtasks.worker.eta import HOLD
 
@@ -89,15 +89,15 @@ class EtaRelease:
             while not self._stopped.wait(self.interval):
                 self._stopped.wait(self._round(outage))
         finally:
-            with DATABASE_WRITES.writing():
+            with DATABASE_WRITES.writing(self.db):
                 self._shut_down()
 
     def _round(self, outage: Outage) -> float:
         """Release what is due, then close the connection; return how long to back off.
 
-        Closing is a write too (SQLite checkpoints): both hold forks off (utils.fork_safety).
+        Closing is a write too (SQLite checkpoints): both hold forks off (backends.fork_safety).
         """
-        with DATABASE_WRITES.writing():
+        with DATABASE_WRITES.writing(self.db):
             try:
                 self.run_once()
                 outage.succeeded()

@@ -28,6 +28,7 @@ from djtasks.backends.outages import Outage
 from djtasks.backends.sqlite import prepare_sqlite
 from djtasks.beat.service import BeatThread, load_scheduler
 from djtasks.exceptions import DatabaseUnavailable
+from djtasks.transport.aliases import broker_alias
 from djtasks.worker.autoscale import Autoscaler
 from djtasks.worker.banner import banner
 from djtasks.worker.capabilities import unmet_wishes
@@ -85,7 +86,8 @@ class Worker:
         self.events = EventSender(
             app.connection, self.hostname, buffer=settings.worker_event_buffer,
             task_events=settings.worker_send_task_events if task_events is None else task_events,
-            worker_events=settings.worker_send_worker_events)
+            worker_events=settings.worker_send_worker_events,
+            database=broker_alias(settings.broker_url))
         self.consumer.events = TaskEvents(self.events)
         self.heartbeat = Heartbeat(
             WorkerInfo(self.hostname, self.pool_name, self.concurrency, self.queues),

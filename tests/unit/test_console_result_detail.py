@@ -13,11 +13,11 @@ from django.test.utils import CaptureQueriesContext
 
 import djtasks
 from djtasks import states
+from djtasks.admin.actions import ActionRefused
 from djtasks.admin.result_actions import send_again
 from djtasks.backends.base import ExecutionInfo
 from djtasks.backends.database import DatabaseBackend
 from djtasks.control import build_mailbox
-from djtasks.exceptions import OperationalError
 from djtasks.models import ChordCounter, GroupResult, QueueMessage, RevokedTask, TaskResult
 from tests.unit.console_users import staff_client
 
@@ -273,9 +273,26 @@ def test_a_retry_that_cannot_be_published_leaves_no_pending_row():
     failed = result("unsendable", states.FAILURE, args=[1, 2], kwargs={})
     unreachable = {"broker_url": "amqp://guest:guest@127.0.0.1:1//", "broker_connection_timeout": 0.2,
                    "task_publish_retry": False}
-    with override_settings(DJTASKS=unreachable), pytest.raises(OperationalError, match=r"127\.0\.0\.1:1"):
+    with override_settings(DJTASKS=unreachable), pytest.raises(ActionRefused, match=r"127\.0\.0\.1:1"):
         send_again(djtasks.app, failed)
     assert not TaskResult.objects.filter(retry_of="unsendable").exists()
+
+
+def test_retry_and_terminate_with_the_broker_away_say_so_instead_of_failing(admin_client):
+    failed = result("away-failed", states.FAILURE, args=[1, 2], kwargs={})
+    running = result("away-running", states.STARTED)
+    unreachable = {"broker_url": "amqp://guest:secret@127.0.0.1:1//",
+                   "broker_connection_timeout": 0.2, "task_publish_retry": False}
+    with override_settings(DJTASKS=unreachable):
+        retried = admin_client.post(f"{LIST}{failed.pk}/action/retry/", follow=True)
+        terminated = admin_client.post(f"{LIST}{running.pk}/action/terminate/",
+                                       {"signal": "SIGKILL"}, follow=True)
+    for page, said in ((retried, "Could not send away-failed again"),
+                       (terminated, "Could not ask the workers to terminate away-running")):
+        assert page.status_code == 200
+        text = page.content.decode()
+        assert said in text
+        assert "secret" not in text
 
 
 # -- delete --------------------------------------------------------------------------------

@@ -12,10 +12,12 @@ import threading
 import time
 from pathlib import Path
 
-from djtasks.utils.fork_safety import DATABASE_WRITES, ForkGate
+from djtasks.backends.fork_safety import DATABASE_WRITES, ForkGate
 from djtasks.worker.pools import PreforkPool
 
 WAIT = 10.0
+#: The tests' default database is SQLite (tests/settings.py); the gate asks the alias.
+SQLITE_ALIAS = "default"
 
 
 def write_row(path: str) -> str:
@@ -45,7 +47,7 @@ def test_a_process_forked_while_a_thread_writes_can_write_sqlite(tmp_path):
 
     def heartbeat_like_writer() -> None:
         conn = sqlite3.connect(path, isolation_level=None)
-        with DATABASE_WRITES.writing():
+        with DATABASE_WRITES.writing(SQLITE_ALIAS):
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("INSERT INTO t VALUES ('from a thread')")
             in_transaction.set()
@@ -76,7 +78,7 @@ def test_a_process_forked_while_a_thread_writes_can_write_sqlite(tmp_path):
 def test_writers_run_together_and_a_fork_waits_for_them():
     gate = ForkGate()
     order: list[str] = []
-    with gate.writing(), gate.writing():  # two threads' writes at once never wait
+    with gate.writing(SQLITE_ALIAS), gate.writing(SQLITE_ALIAS):  # two threads' writes at once never wait
         forker = threading.Thread(target=lambda: _fork_under(gate, order))
         forker.start()
         while not gate.fork_pending:
@@ -84,13 +86,13 @@ def test_writers_run_together_and_a_fork_waits_for_them():
         order.append("writes done")
     forker.join(WAIT)
     assert order == ["writes done", "forked"]
-    with gate.writing():  # and writing goes on after the fork
+    with gate.writing(SQLITE_ALIAS):  # and writing goes on after the fork
         pass
 
 
 def test_a_write_that_never_ends_delays_a_fork_only_so_long(caplog):
     gate = ForkGate()
-    with gate.writing(), gate.forking(timeout=0.05):
+    with gate.writing(SQLITE_ALIAS), gate.forking(timeout=0.05):
         pass
     assert "still write to the database" in caplog.text
 
@@ -98,3 +100,11 @@ def test_a_write_that_never_ends_delays_a_fork_only_so_long(caplog):
 def _fork_under(gate: ForkGate, order: list[str]) -> None:
     with gate.forking():
         order.append("forked")
+
+
+def test_writes_elsewhere_than_sqlite_never_delay_a_fork(caplog):
+    # A PostgreSQL lock lives in the server, and no alias at all is a broker's I/O.
+    gate = ForkGate()
+    with gate.writing("postgres"), gate.writing(None), gate.forking(timeout=0.05):
+        pass
+    assert "still write to the database" not in caplog.text

@@ -24,7 +24,7 @@ from typing import NoReturn
 
 from django.db import connections
 
-from djtasks.utils.fork_safety import DATABASE_WRITES
+from djtasks.backends.fork_safety import DATABASE_WRITES
 from djtasks.worker.pools.base import Outcome, Target, TargetFailure
 from djtasks.worker.pools.interrupt import install_soft_limit_handler, run_armed
 

@@ -1,4 +1,4 @@
-"""Never fork while another thread of the process is writing to the database (pure).
+"""Never fork while another thread of the process writes to an SQLite database (storage layer).
 
 SQLite keeps the locks of a process in memory shared by all of its connections, and
 ``fork()`` copies that memory. A pool process forked while another thread (the heartbeat,
@@ -7,12 +7,18 @@ transaction inherits the record of a lock it does not hold, which nothing in it 
 release: every write it tries waits out the busy timeout and fails with "database is
 locked". A task result written there is lost, and a task seems to hang.
 
-So the threads that write hold ``DATABASE_WRITES.writing()`` around each piece of
-database work, many at once, and the pool forks inside ``DATABASE_WRITES.forking()``,
-which waits for the writes in progress to end and holds new ones back until the fork is
-done: milliseconds. A section must only write, never wait for the thread that forks (a
-pool lock, a queue it fills), or the two would wait for each other; as a last guard the
-fork goes ahead after ``FORK_WAIT`` seconds, with a warning.
+Closing a connection counts: the last one to close checkpoints the WAL, under a lock.
+
+So the threads that write hold ``DATABASE_WRITES.writing(alias)`` around each piece of
+database work and the close after it, many at once, and the pool forks inside
+``DATABASE_WRITES.forking()``, which waits for the writes in progress to end and holds new
+ones back until the fork is done: milliseconds. Only SQLite needs it (a PostgreSQL lock
+lives in the server), so on another database ``writing`` holds nothing, and a section
+that also talks to a broker never delays a fork there. A section must never wait for the
+thread that forks (a pool lock, a queue it fills), or the two would wait for each other;
+as a last guard the fork goes ahead after ``FORK_WAIT`` seconds, with a warning.
+
+The state is the process's own, as fork() is: one gate, reset in each child.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-logger = logging.getLogger("djtasks.worker.pools")
+from django.db import connections
+
+logger = logging.getLogger("djtasks.backends.fork_safety")
 
 #: The longest a fork waits for writes in progress: past it something is stuck, not writing.
 FORK_WAIT = 10.0
@@ -39,8 +47,15 @@ class ForkGate:
         self._forking = False
 
     @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Hold off forks while this thread writes (waits while one is under way)."""
+    def writing(self, alias: str | None) -> Iterator[None]:
+        """Hold off forks while this thread writes to database ``alias``, if it is SQLite.
+
+        ``None`` names no database (events to a broker that is not ``django://``): nothing
+        is held.
+        """
+        if alias is None or connections[alias].vendor != "sqlite":
+            yield
+            return
         with self._cond:
             self._cond.wait_for(lambda: not self._forking)
             self._writers += 1
