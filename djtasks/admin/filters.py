@@ -34,7 +34,7 @@ def distinct_values(model: type[Model], field: Field, using: str, limit: int = M
     """Return up to ``limit`` distinct values of ``field`` over the whole table, in order.
 
     The loose scan needs an index that starts with the column; without one each probe
-    would scan, so every filtered column of TaskResult has one (migration 0011).
+    would scan, so every filtered column of TaskResult has one (migration 0014).
     """
     connection = connections[using]
     if connection.vendor != "postgresql":

@@ -26,11 +26,11 @@ from djtasks.admin.actions import (
     ObjectAction,
     log_bulk_action,
 )
+from djtasks.admin.cron_words import describe_crontab
 from djtasks.beat.scheduler import next_run_at, run_now
 from djtasks.beat.stores import DatabaseStore
 from djtasks.exceptions import OperationalError
 from djtasks.models import PeriodicTask, TaskResult
-from djtasks.utils.cron_words import describe_crontab
 
 #: How a moment is shown: UTC, to the second.
 MOMENT = "%Y-%m-%d %H:%M:%S UTC"

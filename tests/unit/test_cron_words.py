@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from djtasks.utils.cron_words import describe_crontab
+from djtasks.admin.cron_words import describe_crontab
 
 #: (minute, hour, day_of_week, day_of_month, month_of_year, second) -> words
 IN_WORDS = [

@@ -1,4 +1,4 @@
-"""Crontab fields in words: "every 15 minutes", "at 03:00 on Monday" (pure layer).
+"""Crontab fields in words: "every 15 minutes", "at 03:00 on Monday" (edge layer, no I/O).
 
 The console shows a schedule the way its reader thinks of it. Only shapes that read
 simply are put in words; anything else (odd steps that do not divide the hour, many
