@@ -12,9 +12,11 @@ need both ends to know it).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from djtasks import protocol, states
@@ -23,6 +25,10 @@ from djtasks.application import App
 from djtasks.exceptions import OperationalError
 from djtasks.models import TaskResult
 from djtasks.task import is_sensitive
+
+#: How long a retry still running keeps another retry of the same task from being sent: a
+#: double click is refused, while a retry whose message was lost does not block for ever.
+RETRY_GUARD = timedelta(minutes=1)
 
 #: The signals the terminate form offers (``revoke(signal=...)`` takes any name or number).
 TERMINATE_SIGNALS = ("SIGTERM", "SIGKILL", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGHUP")
@@ -61,8 +67,14 @@ def send_again(app: App, row: TaskResult) -> str:
     if row.args is None and row.kwargs is None:
         raise ActionRefused(f"Cannot send {row.task_id} again: its arguments were not stored "
                             "(set result_extended to keep them).")
-    new_id = protocol.new_task_id()
     rows = TaskResult.objects.using(row._state.db or "default")
+    recent = timezone.now() - RETRY_GUARD
+    pending = (rows.filter(retry_of=row.task_id, date_created__gte=recent)
+               .exclude(status__in=states.READY_STATES).values_list("task_id", flat=True).first())
+    if pending:  # a double click, or two admins at once: one retry is enough
+        raise ActionRefused(f"{row.task_id} was sent again a moment ago as {pending}, which has "
+                            "not finished yet.")
+    new_id = protocol.new_task_id()
     rows.create(task_id=new_id, task_name=row.task_name, status=states.PENDING, queue=row.queue,
                 task_args=row.task_args, task_kwargs=row.task_kwargs, retry_of=row.task_id)
     options: dict[str, Any] = {"queue": row.queue} if row.queue else {}

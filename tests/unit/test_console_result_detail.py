@@ -243,6 +243,18 @@ def test_retry_writes_the_new_result_linked_back_and_both_pages_link(admin_clien
     assert f'<a href="{change_url(failed)}" class="djtasks-result-link">first-run</a>' in new_page
 
 
+def test_a_second_retry_while_the_first_has_not_finished_is_refused(admin_client, django_broker):
+    failed = result("clicked-twice", states.FAILURE, args=[2, 3], kwargs={}, queue="q-d")
+    admin_client.post(action_url(failed, "retry"))
+    second = admin_client.post(action_url(failed, "retry"), follow=True).content.decode()
+    [retried] = TaskResult.objects.filter(retry_of="clicked-twice")
+    assert f"was sent again a moment ago as {retried.task_id}, which has not finished yet" in second
+    assert QueueMessage.objects.filter(queue="q-d").count() == 1
+    TaskResult.objects.filter(pk=retried.pk).update(status=states.FAILURE)  # that retry failed too
+    admin_client.post(action_url(failed, "retry"))
+    assert TaskResult.objects.filter(retry_of="clicked-twice").count() == 2
+
+
 @pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
 @pytest.mark.parametrize("alias", ["default", "postgres"])
 def test_retry_of_survives_every_state_the_worker_stores(alias):
