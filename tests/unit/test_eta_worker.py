@@ -168,3 +168,10 @@ def test_source_queue_is_the_routing_key_of_the_default_exchange():
     assert source_queue({"exchange": "a", "routing_key": "a"}, queues) == "a"
     assert source_queue({"exchange": "x", "routing_key": "b.1"}, queues) == ""  # cannot tell
     assert source_queue({"exchange": "x", "routing_key": "b.1"}, queues[1:]) == "b"
+
+
+def test_one_queue_is_the_source_only_when_the_exchange_and_key_match_it():
+    only = [kombu.Queue("a", kombu.Exchange("a"), routing_key="a")]
+    assert source_queue({"exchange": "b", "routing_key": "b"}, only) == ""
+    assert source_queue({"exchange": "a", "routing_key": "other"}, only) == ""
+    assert source_queue({"exchange": "a", "routing_key": "a"}, only) == "a"
