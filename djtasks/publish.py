@@ -143,8 +143,20 @@ def republish(producer: kombu.Producer, kept: KeptMessage) -> None:
     producer.publish(
         bytes(kept.body), exchange=exchange, routing_key=routing_key,
         content_type=kept.content_type, content_encoding=kept.content_encoding or "binary",
-        headers=dict(kept.headers), retry=False, **kept.properties,
+        headers=dict(kept.headers), retry=False, **publish_properties(kept.properties),
     )
+
+
+def publish_properties(received: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the kept properties as ``Producer.publish`` takes them.
+
+    ``expiration`` is received as the wire has it, a string of milliseconds, and
+    ``publish`` takes seconds (it multiplies by 1000 again).
+    """
+    properties = dict(received)
+    if properties.get("expiration") is not None:
+        properties["expiration"] = float(properties["expiration"]) / 1000
+    return properties
 
 
 def check_retry_policy(policy: Mapping[str, Any], name: str) -> Mapping[str, Any]:
