@@ -18,12 +18,13 @@ from django.contrib import admin
 from django.db import router, transaction
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html
 
 import djtasks
 from djtasks.admin.actions import ActionRefused, ConsoleActionsMixin, ObjectAction
+from djtasks.admin.result_detail import preformatted, task_is_sensitive
 from djtasks.exceptions import OperationalError
 from djtasks.models import DeadLetter, TaskDelivery
+from djtasks.task import HIDDEN_ARGUMENTS
 
 #: How much of the reason the list shows; the page shows all of it.
 REASON_IN_LIST = 80
@@ -62,8 +63,7 @@ class DeadLetterAdmin(ConsoleActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="message as received")
     def as_received(self, row: DeadLetter) -> str:
-        return format_html('<pre class="djtasks-message" style="white-space:pre-wrap">{}</pre>',
-                           message_text(row))
+        return preformatted(message_text(row, hidden=task_is_sensitive(row.task_name)))
 
     def replayable(self, row: DeadLetter) -> bool:
         return row.replay_refusal() is None
@@ -90,13 +90,21 @@ class DeadLetterAdmin(ConsoleActionsMixin, admin.ModelAdmin):
         return f"Replayed {row.task_name}[{row.task_id}] to {where}, unchanged."
 
 
-def message_text(row: DeadLetter) -> str:
-    """Return the dead letter's message as received, as text: kept text, or the kept message."""
+def message_text(row: DeadLetter, hidden: bool = False) -> str:
+    """Return the dead letter's message as received, as text: kept text, or the kept message.
+
+    ``hidden`` (a sensitive task): the body, which holds the arguments, reads "[hidden]";
+    a kept text holds the body somewhere in it, so all of it does.
+    """
     if row.message or row.body is None:
-        return row.message
+        return HIDDEN_ARGUMENTS if hidden and row.message else row.message
     body = bytes(row.body)
-    shown = body.decode("utf-8", "backslashreplace") if row.content_encoding in (
-        "utf-8", "utf8", "") else repr(body)
+    if hidden:
+        shown = HIDDEN_ARGUMENTS
+    elif row.content_encoding in ("utf-8", "utf8", ""):
+        shown = body.decode("utf-8", "backslashreplace")
+    else:
+        shown = repr(body)
     return (f"content type: {row.content_type}\ncontent encoding: {row.content_encoding}\n"
             f"headers: {json.dumps(row.headers, indent=2, sort_keys=True, default=str)}\n"
             f"properties: {json.dumps(row.properties, indent=2, sort_keys=True, default=str)}\n"

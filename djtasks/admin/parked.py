@@ -11,11 +11,12 @@ from collections.abc import Iterator
 
 from django.contrib import admin
 from django.db.models import QuerySet
-from django.utils.html import format_html
 
 from djtasks.admin.actions import batches
+from djtasks.admin.result_detail import preformatted, task_is_sensitive
 from djtasks.admin.waiting_work import WaitingWorkAdmin, due_in
 from djtasks.models import ParkedMessage
+from djtasks.task import HIDDEN_ARGUMENTS
 
 
 @admin.register(ParkedMessage)
@@ -46,5 +47,6 @@ class ParkedMessageAdmin(WaitingWorkAdmin):
 
     @admin.display(description="body")
     def shown_body(self, row: ParkedMessage) -> str:
-        return format_html('<pre class="djtasks-message" style="white-space:pre-wrap">{}</pre>',
-                           bytes(row.body).decode("utf-8", "backslashreplace"))
+        if task_is_sensitive(row.task_name):  # the body holds the arguments
+            return preformatted(HIDDEN_ARGUMENTS)
+        return preformatted(bytes(row.body).decode("utf-8", "backslashreplace"))

@@ -8,6 +8,7 @@ broker itself and this list is empty (the queues page shows their depths).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,15 +16,16 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html
 
 import djtasks
 from djtasks import protocol
 from djtasks.admin.actions import batches
+from djtasks.admin.result_detail import preformatted, task_is_sensitive
 from djtasks.admin.waiting_work import WaitingWorkAdmin, due_in
 from djtasks.dashboard.depths import django_alias
 from djtasks.models import QueueMessage
 from djtasks.models.transport import envelope_of
+from djtasks.task import HIDDEN_ARGUMENTS
 
 
 def summary_of(row: QueueMessage) -> protocol.Summary:
@@ -107,5 +109,9 @@ class QueueMessageAdmin(WaitingWorkAdmin):
 
     @admin.display(description="message")
     def shown_payload(self, row: QueueMessage) -> str:
-        return format_html('<pre class="djtasks-message" style="white-space:pre-wrap">{}</pre>',
-                           row.payload)
+        summary = summary_of(row)
+        if summary.task and task_is_sensitive(summary.task):
+            # The body holds the arguments; the rest of the envelope may show.
+            envelope = {**envelope_of(row.payload), "body": HIDDEN_ARGUMENTS}
+            return preformatted(json.dumps(envelope, indent=2, sort_keys=True, default=str))
+        return preformatted(row.payload)

@@ -70,7 +70,7 @@ def test_the_list_shows_reason_task_queue_and_worker(admin_client, dead):
 
 def test_the_page_shows_the_message_as_received_escaped_in_pre(admin_client, dead, unreadable):
     page = admin_client.get(change_url(dead)).content.decode()
-    assert '<pre class="djtasks-message"' in page
+    assert '<pre class="djtasks-pre"' in page
     assert "&quot;id&quot;: &quot;dl-1&quot;" in page  # the headers, as JSON
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the body
     assert "<script>alert(" not in page
@@ -181,3 +181,15 @@ def test_of_two_replays_at_once_exactly_one_claims_the_dead_letter():
     assert sorted(won) == [False, True]
     row.refresh_from_db()
     assert row.replayed_by in ("alice", "bob")
+
+
+def test_a_sensitive_tasks_body_is_hidden_on_the_page(admin_client):
+    row = DeadLetter.objects.create(
+        task_id="secret-1", task_name="tests.testapp.tasks.secret_add", queue="unit",
+        deliveries=3, reason="delivered 3 times", content_type="application/json",
+        content_encoding="utf-8", body=b'[[4242424242, 31313131], {}, {}]',
+        headers={"id": "secret-1", "task": "tests.testapp.tasks.secret_add"})
+    page = admin_client.get(change_url(row)).content.decode()
+    assert "body: [hidden]" in page
+    assert "4242424242" not in page
+    assert "&quot;id&quot;: &quot;secret-1&quot;" in page  # the headers stay
