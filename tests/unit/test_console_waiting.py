@@ -188,3 +188,14 @@ class TestParked:
         assert "djtasks-action-" not in client.get(f"{PARKED}{parked.pk}/change/").content.decode()
         assert client.post(f"{PARKED}{parked.pk}/action/revoke/").status_code == 403
         assert not RevokedTask.objects.exists()
+
+
+@pytest.mark.django_db(databases=["default", "postgres"])
+def test_after_a_revoke_on_a_broker_in_another_database_the_page_is_shown_again(admin_client):
+    """The rows live in the broker's alias: that is where "is it still there" is asked."""
+    with override_settings(DJTASKS={"broker_url": "django://postgres", "task_default_queue": "q-p"}):
+        tasks.add.apply_async((1, 2), countdown=600)
+        row = QueueMessage.objects.using("postgres").get()
+        response = admin_client.post(f"{WAITING}{row.pk}/action/revoke/")
+    assert response.status_code == 302
+    assert response["Location"] == f"{WAITING}{row.pk}/change/"
