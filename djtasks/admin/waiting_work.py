@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -24,8 +24,8 @@ from djtasks.admin.actions import (
     ConsoleActionsMixin,
     ObjectAction,
     console_permission,
-    log_bulk_action,
 )
+from djtasks.admin.revoking import revoke_in_batches
 from djtasks.conf import censor_url
 from djtasks.dashboard.depths import django_alias
 
@@ -80,12 +80,7 @@ class WaitingWorkAdmin(ConsoleActionsMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tasks", permissions=["revoke"])
     def revoke_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = 0
-        for ids in self.task_id_batches(queryset):
-            djtasks.app.control.revoke(ids)
-            count += len(ids)
-        log_bulk_action(request, self.model, f"Revoked {count} waiting task(s).")
-        self.message_user(request, f"Revoked {count} waiting task(s).", messages.SUCCESS)
+        revoke_in_batches(request, self, self.task_id_batches(queryset), "waiting task(s)")
 
 
 def due_in(when: datetime | None, now: datetime | None = None) -> str:
