@@ -110,9 +110,12 @@ class Publisher:
         message stays kept to try again.
         """
         try:
-            with self._pool.acquire(block=True) as producer:
+            # A bounded wait: a console request must not hang while every producer is busy.
+            with self._pool.acquire(block=True,
+                                    timeout=self.settings.broker_connection_timeout) as producer:
                 republish(producer, kept)
-        except (kombu.exceptions.OperationalError, ConnectionError, OSError) as exc:
+        except (kombu.exceptions.OperationalError, kombu.exceptions.LimitExceeded,
+                ConnectionError, OSError) as exc:
             raise OperationalError(
                 f"cannot publish a kept message to {censor_url(self.broker_url)}: {exc}") from exc
 

@@ -5,13 +5,20 @@ on the app's pooled producer (``Publisher.republish``, the code the ETA release 
 parked messages). It happens once: one conditional UPDATE marks the row replayed, so of
 two clicks (or two admins) only one publishes; the other is told who did it. The task's
 delivery count is reset with it, or the replayed message would be dead-lettered again on
-its first delivery. When the broker is away nothing is marked: the row may be replayed
-later. Delete is Django's own.
+its first delivery. When the broker is away (or no pooled producer frees up within
+``broker_connection_timeout``) the mark is taken back: the row may be replayed later.
+
+On ``django://`` with the queue in the dead letters' database, mark and publish commit in
+one transaction: exactly once. On any other broker the mark is committed first and the
+publish follows outside any transaction; a failed publish gives the mark back, and only a
+process dying between the two leaves a row marked but not sent (at most once). Delete is
+Django's own.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
@@ -22,6 +29,7 @@ from django.utils import timezone
 import djtasks
 from djtasks.admin.actions import ActionRefused, ConsoleActionsMixin, ObjectAction
 from djtasks.admin.result_detail import preformatted, task_is_sensitive
+from djtasks.dashboard.depths import django_alias
 from djtasks.exceptions import OperationalError
 from djtasks.models import DeadLetter, TaskDelivery
 from djtasks.task import HIDDEN_ARGUMENTS
@@ -73,21 +81,45 @@ class DeadLetterAdmin(ConsoleActionsMixin, admin.ModelAdmin):
         if refusal:
             raise ActionRefused(f"Cannot replay {row}: {refusal}.")
         db = router.db_for_write(DeadLetter)
-        # One transaction: a publish that fails un-marks the row. On django:// with the
-        # queue in this database, the publish commits with the mark: exactly once.
-        with transaction.atomic(using=db):
-            if not DeadLetter.objects.using(db).claim_replay(row.pk, request.user.get_username(),
-                                                             timezone.now()):
-                row.refresh_from_db(fields=["replayed_at", "replayed_by"])
-                raise ActionRefused(f"Cannot replay {row}: {row.replay_refusal()}.")
-            TaskDelivery.objects.using(router.db_for_write(TaskDelivery)).filter(
-                task_id=row.task_id).delete()
+        by, now = request.user.get_username(), timezone.now()
+        if django_alias(djtasks.app) == db:
+            # The queue is a table of this database: the publish is a row written in the
+            # claim's transaction, so both commit or neither does. Exactly once.
+            with transaction.atomic(using=db):
+                self.claim(row, db, by, now)
+                self.publish(row)  # raising rolls the claim back
+        else:
+            # The broker is elsewhere: no transaction may stay open across its publish
+            # (SQLite would hold its write lock, a commit failing after the publish would
+            # leave the row unmarked). Commit the claim, publish, give it back on failure.
+            with transaction.atomic(using=db):
+                self.claim(row, db, by, now)
             try:
-                djtasks.app.publisher.republish(row)
-            except OperationalError as exc:  # leaving the block rolls the mark back
-                raise ActionRefused(f"Cannot replay {row}: {exc}") from exc
+                self.publish(row)
+            except ActionRefused:
+                DeadLetter.objects.using(db).give_back_replay(row.pk, by, now)
+                raise
         where = row.queue or f"exchange {row.exchange!r}, routing key {row.routing_key!r}"
         return f"Replayed {row.task_name}[{row.task_id}] to {where}, unchanged."
+
+
+    def claim(self, row: DeadLetter, db: str, by: str, now: datetime) -> None:
+        """Mark ``row`` replayed by ``by``, or refuse if someone did; reset its delivery count.
+
+        The count is reset before the publish, or the replayed message would be
+        dead-lettered again on its first delivery.
+        """
+        if not DeadLetter.objects.using(db).claim_replay(row.pk, by, now):
+            row.refresh_from_db(fields=["replayed_at", "replayed_by"])
+            raise ActionRefused(f"Cannot replay {row}: {row.replay_refusal()}.")
+        TaskDelivery.objects.using(router.db_for_write(TaskDelivery)).filter(
+            task_id=row.task_id).delete()
+
+    def publish(self, row: DeadLetter) -> None:
+        try:
+            djtasks.app.publisher.republish(row)
+        except OperationalError as exc:
+            raise ActionRefused(f"Cannot replay {row}: {exc}") from exc
 
 
 def message_text(row: DeadLetter, hidden: bool = False) -> str:
