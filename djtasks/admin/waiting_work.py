@@ -25,6 +25,7 @@ from djtasks.admin.actions import (
     ObjectAction,
     console_permission,
 )
+from djtasks.admin.pagination import EstimatedCountPaginator
 from djtasks.admin.revoking import revoke_in_batches
 from djtasks.conf import censor_url
 from djtasks.dashboard.depths import django_alias
@@ -36,6 +37,12 @@ class WaitingWorkAdmin(ConsoleActionsMixin, admin.ModelAdmin):
     """A read-only list of waiting task messages with revoke; subclasses say how to read ids."""
 
     change_list_template = "admin/djtasks/waiting_change_list.html"
+    # No COUNT(*) over the table on each page (the paginator estimates big counts), no
+    # facet counts, and no sorting by columns an index does not serve.
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    sortable_by = ()
     actions = ("revoke_tasks",)
     object_actions = (
         ObjectAction("revoke", "Revoke", REVOKE_PERMISSION, "revoke_one", available="has_task_id"),
