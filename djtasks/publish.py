@@ -110,9 +110,12 @@ class Publisher:
         message stays kept to try again.
         """
         try:
-            with self._pool.acquire(block=True) as producer:
+            # A bounded wait: a console request must not hang while every producer is busy.
+            with self._pool.acquire(block=True,
+                                    timeout=self.settings.broker_connection_timeout) as producer:
                 republish(producer, kept)
-        except (kombu.exceptions.OperationalError, ConnectionError, OSError) as exc:
+        except (kombu.exceptions.OperationalError, kombu.exceptions.LimitExceeded,
+                ConnectionError, OSError) as exc:
             raise OperationalError(
                 f"cannot publish a kept message to {censor_url(self.broker_url)}: {exc}") from exc
 
@@ -143,8 +146,20 @@ def republish(producer: kombu.Producer, kept: KeptMessage) -> None:
     producer.publish(
         bytes(kept.body), exchange=exchange, routing_key=routing_key,
         content_type=kept.content_type, content_encoding=kept.content_encoding or "binary",
-        headers=dict(kept.headers), retry=False, **kept.properties,
+        headers=dict(kept.headers), retry=False, **publish_properties(kept.properties),
     )
+
+
+def publish_properties(received: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the kept properties as ``Producer.publish`` takes them.
+
+    ``expiration`` is received as the wire has it, a string of milliseconds, and
+    ``publish`` takes seconds (it multiplies by 1000 again).
+    """
+    properties = dict(received)
+    if properties.get("expiration") is not None:
+        properties["expiration"] = float(properties["expiration"]) / 1000
+    return properties
 
 
 def check_retry_policy(policy: Mapping[str, Any], name: str) -> Mapping[str, Any]:

@@ -128,7 +128,7 @@ class ConsoleActionsMixin:
         else:
             log_object_action(request, obj, message)
             self.message_user(request, message, messages.SUCCESS)  # type: ignore[attr-defined]
-        return HttpResponseRedirect(self.after_action_url(obj))
+        return HttpResponseRedirect(self.after_action_url(request, obj))
 
     def object_action_form(self, action: ObjectAction, obj: Model, data: Any) -> forms.Form | None:
         """Build ``action``'s form, bound to ``data`` (None: unbound); None without a form.
@@ -139,10 +139,14 @@ class ConsoleActionsMixin:
             return None
         return action.form() if data is None else action.form(data)
 
-    def after_action_url(self, obj: Model) -> str:
-        """Where the user lands after an action: the object's page, or the list if it is gone."""
+    def after_action_url(self, request: HttpRequest, obj: Model) -> str:
+        """Where the user lands after an action: the object's page, or the list if it is gone.
+
+        Asked through the admin's own queryset: its rows may live in another database than
+        the default one (queue messages live in the broker's).
+        """
         info = self.opts.app_label, self.opts.model_name
-        if type(obj).objects.filter(pk=obj.pk).exists():  # type: ignore[attr-defined]
+        if self.get_queryset(request).filter(pk=obj.pk).exists():  # type: ignore[attr-defined]
             return reverse("admin:{}_{}_change".format(*info), args=[quote(obj.pk)],
                            current_app=self.admin_site.name)
         return reverse("admin:{}_{}_changelist".format(*info), current_app=self.admin_site.name)

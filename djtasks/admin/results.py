@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -23,13 +23,13 @@ from djtasks.admin.actions import (
     ObjectAction,
     batches,
     console_permission,
-    log_bulk_action,
 )
 from djtasks.admin.bulk_delete import delete_selected
 from djtasks.admin.filters import IndexedValuesFilter
 from djtasks.admin.pagination import EstimatedCountPaginator
 from djtasks.admin.result_actions import TerminateForm, send_again, terminate
 from djtasks.admin.result_detail import ResultDetailMixin
+from djtasks.admin.revoking import revoke_in_batches
 from djtasks.models import TaskResult
 
 #: Badge colours by state; the others are grey.
@@ -93,9 +93,5 @@ class TaskResultAdmin(ResultDetailMixin, ConsoleActionsMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tasks", permissions=["revoke"])
     def revoke_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = 0
-        for ids in batches(queryset.exclude(status__in=states.READY_STATES), "task_id"):
-            djtasks.app.control.revoke(ids)
-            count += len(ids)
-        log_bulk_action(request, TaskResult, f"Revoked {count} task(s).")
-        self.message_user(request, f"Revoked {count} task(s).", messages.SUCCESS)
+        unfinished = queryset.exclude(status__in=states.READY_STATES)
+        revoke_in_batches(request, self, batches(unfinished, "task_id"), "task(s)")

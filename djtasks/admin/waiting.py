@@ -8,6 +8,7 @@ broker itself and this list is empty (the queues page shows their depths).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,15 +16,17 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.html import format_html
 
 import djtasks
 from djtasks import protocol
 from djtasks.admin.actions import batches
+from djtasks.admin.filters import IndexedValuesFilter
+from djtasks.admin.result_detail import preformatted, task_is_sensitive
 from djtasks.admin.waiting_work import WaitingWorkAdmin, due_in
 from djtasks.dashboard.depths import django_alias
 from djtasks.models import QueueMessage
 from djtasks.models.transport import envelope_of
+from djtasks.task import HIDDEN_ARGUMENTS
 
 
 def summary_of(row: QueueMessage) -> protocol.Summary:
@@ -44,12 +47,16 @@ def summarize(payload: str) -> protocol.Summary:
 class QueueMessageAdmin(WaitingWorkAdmin):
     list_display = ("id", "task_name", "task_id", "queue", "eta", "countdown", "state",
                     "delivery_count", "created_at")
-    list_filter = ("queue",)
+    # The queues by a loose scan of the fetch index, which starts with the queue.
+    list_filter = (("queue", IndexedValuesFilter),)
     # Searched as a substring of the payload: the envelope names the task and its id in its
-    # headers (see get_search_results).
+    # headers (see get_search_results). No index serves that, so the help says it scans.
     search_fields = ("payload",)
-    search_help_text = "A task id or task name."
-    ordering = ("visible_at", "id")
+    search_help_text = ("A task id or task name. The search reads every message of the list: "
+                        "filter by queue first on a long one.")
+    # The fetch index's order (djtasks_qmsg_fetch_idx): a page is read off the index, with or
+    # without the queue filter, and the messages are listed in the order they are delivered.
+    ordering = ("queue", "-priority", "visible_at", "id")
     fields = ("id", "task_name", "task_id", "queue", "eta", "countdown", "expires", "state",
               "priority", "delivery_count", "visible_at", "created_at", "shown_payload")
     readonly_fields = fields
@@ -107,5 +114,9 @@ class QueueMessageAdmin(WaitingWorkAdmin):
 
     @admin.display(description="message")
     def shown_payload(self, row: QueueMessage) -> str:
-        return format_html('<pre class="djtasks-message" style="white-space:pre-wrap">{}</pre>',
-                           row.payload)
+        summary = summary_of(row)
+        if summary.task and task_is_sensitive(summary.task):
+            # The body holds the arguments; the rest of the envelope may show.
+            envelope = {**envelope_of(row.payload), "body": HIDDEN_ARGUMENTS}
+            return preformatted(json.dumps(envelope, indent=2, sort_keys=True, default=str))
+        return preformatted(row.payload)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
@@ -24,8 +24,9 @@ from djtasks.admin.actions import (
     ConsoleActionsMixin,
     ObjectAction,
     console_permission,
-    log_bulk_action,
 )
+from djtasks.admin.pagination import EstimatedCountPaginator
+from djtasks.admin.revoking import revoke_in_batches
 from djtasks.conf import censor_url
 from djtasks.dashboard.depths import django_alias
 
@@ -36,6 +37,12 @@ class WaitingWorkAdmin(ConsoleActionsMixin, admin.ModelAdmin):
     """A read-only list of waiting task messages with revoke; subclasses say how to read ids."""
 
     change_list_template = "admin/djtasks/waiting_change_list.html"
+    # No COUNT(*) over the table on each page (the paginator estimates big counts), no
+    # facet counts, and no sorting by columns an index does not serve.
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    sortable_by = ()
     actions = ("revoke_tasks",)
     object_actions = (
         ObjectAction("revoke", "Revoke", REVOKE_PERMISSION, "revoke_one", available="has_task_id"),
@@ -80,12 +87,7 @@ class WaitingWorkAdmin(ConsoleActionsMixin, admin.ModelAdmin):
 
     @admin.action(description="Revoke the selected tasks", permissions=["revoke"])
     def revoke_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = 0
-        for ids in self.task_id_batches(queryset):
-            djtasks.app.control.revoke(ids)
-            count += len(ids)
-        log_bulk_action(request, self.model, f"Revoked {count} waiting task(s).")
-        self.message_user(request, f"Revoked {count} waiting task(s).", messages.SUCCESS)
+        revoke_in_batches(request, self, self.task_id_batches(queryset), "waiting task(s)")
 
 
 def due_in(when: datetime | None, now: datetime | None = None) -> str:

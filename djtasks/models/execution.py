@@ -112,6 +112,11 @@ class DeadLetterQuerySet(models.QuerySet):
         return self.filter(pk=pk, replayed_at__isnull=True).update(
             replayed_at=now, replayed_by=by[:255]) == 1
 
+    def give_back_replay(self, pk: int, by: str, now: datetime) -> bool:
+        """Undo ``claim_replay(pk, by, now)`` after its publish failed; False if not that claim."""
+        return self.filter(pk=pk, replayed_at=now, replayed_by=by[:255]).update(
+            replayed_at=None, replayed_by="") == 1
+
 
 class DeadLetter(models.Model):
     """A task message that was not run, kept to look at: delivered too often, or unreadable.

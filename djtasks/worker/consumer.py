@@ -86,7 +86,7 @@ class Consumer:
         self.workflow = Workflow(app)
         self.requests = RequestHooks(app)
         self.eta = EtaGate([app.router.queue(name) for name in self.queue_names])
-        self.deliveries = DeliveryLimit(app, hostname, self.workflow, self.eta.queues)
+        self.deliveries = DeliveryLimit(app, hostname, self.workflow, lambda: self.eta.queues)
         self.rate_limits = RateLimits(app.tasks, pool, on_held=self._widen_window)
         #: Task events (off unless the worker turns them on) and the heartbeat's counters.
         self.events = TaskEvents(EventSender(app.connection, hostname, task_events=False,

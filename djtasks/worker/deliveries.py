@@ -17,7 +17,7 @@ early are not counted: a crash cannot bring their message back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import kombu
 from django.db import DatabaseError, connections, router
@@ -40,11 +40,14 @@ class DeliveryLimit:
     """Count the starts of acks_late messages; refuse those past ``task_max_deliveries``."""
 
     def __init__(self, app: App, hostname: str, workflow: Workflow,
-                 queues: Sequence[kombu.Queue] = ()) -> None:
+                 queues: Callable[[], Sequence[kombu.Queue]] = tuple) -> None:
         self.app = app
         self.hostname = hostname
         self.workflow = workflow
-        self.queues = list(queues)  # to tell which queue a message came from, to replay it there
+        # Read when a message is dead-lettered, not copied now: add_consumer and
+        # cancel_consumer change the consumed queues while the worker runs, and a replay
+        # must go to the queue the message came from.
+        self.queues = queues
         self.limit = app.settings.task_max_deliveries
         self.db = router.db_for_write(TaskDelivery)
 
@@ -75,7 +78,7 @@ class DeliveryLimit:
         task = job.message
         # Kept as received, so the console can replay it unchanged; a dead letter replayed
         # before and dead-lettered again may be replayed again.
-        kept = as_received(message, source_queue(message.delivery_info, self.queues), task.priority)
+        kept = as_received(message, source_queue(message.delivery_info, self.queues()), task.priority)
         DeadLetter.objects.using(self.db).update_or_create(task_id=task.id, defaults={
             # "queue" is where a replay goes, as for a parked message: "" means through
             # the exchange and routing key it was published with.

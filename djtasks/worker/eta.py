@@ -115,7 +115,12 @@ def source_queue(delivery_info: Any, queues: Sequence[kombu.Queue]) -> str:
     routing_key = (delivery_info or {}).get("routing_key") or ""
     if not exchange:
         return routing_key
-    if len(queues) == 1:
-        return queues[0].name
     named = [q.name for q in queues if q.exchange.name == exchange and q.routing_key == routing_key]
-    return named[0] if len(named) == 1 else ""
+    if len(named) == 1:
+        return named[0]
+    # One queue consumed and bound to that exchange by a pattern (topic) or none (fanout):
+    # the message came from it. Only then: a direct exchange's key must match, as above.
+    if (len(queues) == 1 and queues[0].exchange.name == exchange
+            and queues[0].exchange.type != "direct"):
+        return queues[0].name
+    return ""

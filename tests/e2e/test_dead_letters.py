@@ -31,7 +31,7 @@ def test_replay_a_dead_letter_and_the_task_runs_once(admin_page, dead):
     row, starts = dead
     admin_page.goto(f"/admin/djtasks/deadletter/{row.pk}/change/")
     expect(admin_page.locator("#content")).to_contain_text("delivered 2 times")
-    expect(admin_page.locator("pre.djtasks-message")).to_contain_text(row.task_id)
+    expect(admin_page.locator("pre.djtasks-pre")).to_contain_text(row.task_id)
     admin_page.click("#djtasks-action-replay")
     expect(admin_page.locator(".messagelist")).to_contain_text(
         f"Replayed tests.testapp.e2e.poison_until[{row.task_id}]")

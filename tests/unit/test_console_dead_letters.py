@@ -10,7 +10,9 @@ from django.db import connections
 from django.test import Client, override_settings
 from django.utils import timezone
 
+import djtasks
 from djtasks.models import DeadLetter, TaskDelivery
+from tests.integration.conftest import wait_until
 from tests.testapp import tasks
 from tests.unit.console_users import staff_client
 from tests.unit.memory_broker import drain, run_queued_tasks
@@ -70,7 +72,7 @@ def test_the_list_shows_reason_task_queue_and_worker(admin_client, dead):
 
 def test_the_page_shows_the_message_as_received_escaped_in_pre(admin_client, dead, unreadable):
     page = admin_client.get(change_url(dead)).content.decode()
-    assert '<pre class="djtasks-message"' in page
+    assert '<pre class="djtasks-pre"' in page
     assert "&quot;id&quot;: &quot;dl-1&quot;" in page  # the headers, as JSON
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the body
     assert "<script>alert(" not in page
@@ -181,3 +183,68 @@ def test_of_two_replays_at_once_exactly_one_claims_the_dead_letter():
     assert sorted(won) == [False, True]
     row.refresh_from_db()
     assert row.replayed_by in ("alice", "bob")
+
+
+def test_a_sensitive_tasks_body_is_hidden_on_the_page(admin_client):
+    row = DeadLetter.objects.create(
+        task_id="secret-1", task_name="tests.testapp.tasks.secret_add", queue="unit",
+        deliveries=3, reason="delivered 3 times", content_type="application/json",
+        content_encoding="utf-8", body=b'[[4242424242, 31313131], {}, {}]',
+        headers={"id": "secret-1", "task": "tests.testapp.tasks.secret_add"})
+    page = admin_client.get(change_url(row)).content.decode()
+    assert "body: [hidden]" in page
+    assert "4242424242" not in page
+    assert "&quot;id&quot;: &quot;secret-1&quot;" in page  # the headers stay
+
+
+# -- replay on a broker outside the database: claim, commit, publish, give back on failure -----
+
+def held_producer_settings(timeout: float) -> dict:
+    """memory:// (not django://) with one pooled producer, so a test can hold it."""
+    return {"broker_url": "memory://", "task_default_queue": "unit", "task_max_deliveries": 2,
+            "broker_pool_limit": 1, "broker_connection_timeout": timeout}
+
+
+def replay_in_thread(client: Client, row: DeadLetter, pages: list[str]) -> threading.Thread:
+    def replay() -> None:
+        try:
+            pages.append(client.post(replay_url(row), follow=True).content.decode())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=replay)
+    thread.start()
+    return thread
+
+
+def test_on_another_broker_the_claim_is_committed_before_the_publish(admin_client, dead):
+    """While the publish waits for a producer, another connection sees the row claimed."""
+    pages: list[str] = []
+    with override_settings(DJTASKS=held_producer_settings(timeout=30)):
+        held = djtasks.app.publisher._pool.acquire(block=True)  # the replay's publish waits
+        try:
+            thread = replay_in_thread(admin_client, dead, pages)
+            wait_until(lambda: DeadLetter.objects.filter(pk=dead.pk, replayed_by="admin").exists(),
+                       timeout=10, message="the claim committed while the publish waits")
+        finally:
+            held.release()
+        thread.join(timeout=30)
+    assert "Replayed tests.testapp.tasks.record_late[dl-1] to unit" in pages[0]
+    assert len(drain("unit")) == 1
+
+
+def test_a_publish_that_gets_no_producer_in_time_gives_the_claim_back(admin_client, dead):
+    pages: list[str] = []
+    with override_settings(DJTASKS=held_producer_settings(timeout=0.2)):
+        held = djtasks.app.publisher._pool.acquire(block=True)  # none left for the replay
+        try:
+            thread = replay_in_thread(admin_client, dead, pages)
+            thread.join(timeout=20)
+            assert not thread.is_alive(), "the publish waits for a producer for ever"
+        finally:
+            held.release()
+        thread.join(timeout=30)
+    assert "Cannot replay" in pages[0]
+    dead.refresh_from_db()
+    assert (dead.replayed_at, dead.replayed_by) == (None, "")
+    assert drain("unit") == []

@@ -11,6 +11,7 @@ from django.test import override_settings
 import djtasks
 from djtasks import states
 from djtasks.models import ParkedMessage, QueueMessage, RevokedTask
+from djtasks.models.transport import envelope_of
 from djtasks.testing import InProcessWorker
 from tests.testapp import tasks
 from tests.unit.console_users import staff_client
@@ -101,6 +102,15 @@ class TestWaitingOnDjangoBroker:
         assert "&lt;script&gt;alert(2)&lt;/script&gt;" in detail
         assert "<script>alert(" not in detail
 
+    def test_a_sensitive_tasks_body_is_hidden_on_the_page(self, admin_client):
+        sent = tasks.secret_add.delay(4242424242, 31313131)
+        row = row_of(sent.id)
+        body = envelope_of(row.payload)["body"]  # the arguments, encoded (base64)
+        page = admin_client.get(f"{WAITING}{row.pk}/change/").content.decode()
+        assert "[hidden]" in page
+        assert body not in page
+        assert sent.id in page  # the headers stay
+
     def test_staff_without_revoke_sees_no_button_and_gets_403(self):
         later = tasks.add.apply_async((1, 2), countdown=600)
         row = row_of(later.id)
@@ -162,6 +172,14 @@ class TestParked:
         assert result.state == states.REVOKED
         assert not path.exists(), "the revoked task never ran"
 
+    def test_a_sensitive_tasks_body_is_hidden_on_the_page(self, admin_client):
+        tasks.secret_add.apply_async((4242424242, 31313131), countdown=3600)
+        receive_once()
+        parked = ParkedMessage.objects.get()
+        page = admin_client.get(f"{PARKED}{parked.pk}/change/").content.decode()
+        assert "[hidden]" in page
+        assert "4242424242" not in page
+
     def test_staff_without_revoke_cannot_revoke_a_parked_task(self):
         tasks.add.apply_async((1, 2), countdown=3600)
         receive_once()
@@ -170,3 +188,14 @@ class TestParked:
         assert "djtasks-action-" not in client.get(f"{PARKED}{parked.pk}/change/").content.decode()
         assert client.post(f"{PARKED}{parked.pk}/action/revoke/").status_code == 403
         assert not RevokedTask.objects.exists()
+
+
+@pytest.mark.django_db(databases=["default", "postgres"])
+def test_after_a_revoke_on_a_broker_in_another_database_the_page_is_shown_again(admin_client):
+    """The rows live in the broker's alias: that is where "is it still there" is asked."""
+    with override_settings(DJTASKS={"broker_url": "django://postgres", "task_default_queue": "q-p"}):
+        tasks.add.apply_async((1, 2), countdown=600)
+        row = QueueMessage.objects.using("postgres").get()
+        response = admin_client.post(f"{WAITING}{row.pk}/action/revoke/")
+    assert response.status_code == 302
+    assert response["Location"] == f"{WAITING}{row.pk}/change/"

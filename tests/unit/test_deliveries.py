@@ -10,6 +10,7 @@ from django.test import override_settings
 from djtasks import states
 from djtasks.exceptions import WorkerLostError
 from djtasks.models import DeadLetter, TaskDelivery
+from djtasks.testing import InProcessWorker
 from djtasks.worker.deliveries import count_delivery
 from tests.testapp import tasks
 from tests.unit.memory_broker import drain, run_queued_tasks
@@ -90,3 +91,21 @@ def test_no_limit_when_the_setting_is_none(tmp_path):
         run_queued_tasks()
     assert path.read_text().count("start x") == 3
     assert not DeadLetter.objects.exists()
+
+
+@pytest.mark.usefixtures("limit_two")
+def test_a_queue_added_at_run_time_is_where_its_dead_letter_goes_back(tmp_path):
+    """add_consumer after start: the dead letter names the added queue, not the first one."""
+    path = tmp_path / "runs"
+    with InProcessWorker(queues=["unit"]) as worker:
+        worker.consumer.add_queue("added", exchange="added-x", routing_key="added-key")
+        worker.queues.append("added")  # join() waits for it too
+        for _ in range(3):
+            tasks.record_late.apply_async((str(path), "x"), task_id="moved", queue="added",
+                                          exchange="added-x", routing_key="added-key")
+        worker.join(timeout=30, propagate=False)
+
+    dead = DeadLetter.objects.get()
+    assert (dead.exchange, dead.routing_key) == ("added-x", "added-key")
+    assert dead.queue == "added"
+    drain("added")

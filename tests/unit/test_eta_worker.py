@@ -12,7 +12,7 @@ import pytest
 import djtasks
 from djtasks import states
 from djtasks.exceptions import TaskRevokedError
-from djtasks.models import BeatLease, ParkedMessage
+from djtasks.models import BeatLease, DeadLetter, ParkedMessage
 from djtasks.testing import InProcessWorker
 from djtasks.worker.eta import HOLD, source_queue
 from djtasks.worker.release import EtaRelease
@@ -168,3 +168,25 @@ def test_source_queue_is_the_routing_key_of_the_default_exchange():
     assert source_queue({"exchange": "a", "routing_key": "a"}, queues) == "a"
     assert source_queue({"exchange": "x", "routing_key": "b.1"}, queues) == ""  # cannot tell
     assert source_queue({"exchange": "x", "routing_key": "b.1"}, queues[1:]) == "b"
+
+
+def test_one_queue_is_the_source_only_when_the_exchange_and_key_match_it():
+    only = [kombu.Queue("a", kombu.Exchange("a"), routing_key="a")]
+    assert source_queue({"exchange": "b", "routing_key": "b"}, only) == ""
+    assert source_queue({"exchange": "a", "routing_key": "other"}, only) == ""
+    assert source_queue({"exchange": "a", "routing_key": "a"}, only) == "a"
+
+
+def test_a_parked_message_with_an_expiration_property_is_released():
+    """kombu keeps expiration as a string of milliseconds; publish takes seconds."""
+    now = datetime.now(UTC)
+    row = park_row("exp", now - timedelta(seconds=1))
+    row.properties = {"expiration": "60000", "correlation_id": "exp"}
+    row.save()
+
+    assert EtaRelease(djtasks.app, "x", clock=lambda: now).run_once() == 1
+
+    (again,) = drain("unit")
+    assert again.headers["id"] == "exp"
+    assert again.properties["expiration"] == "60000"
+    assert not DeadLetter.objects.exists()

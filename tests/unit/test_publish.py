@@ -8,6 +8,7 @@ import pytest
 
 from djtasks import App, conf, protocol
 from djtasks.exceptions import DjtasksError, ImproperlyConfigured, OperationalError
+from djtasks.models import ParkedMessage
 from djtasks.publish import Publisher
 from tests.unit.memory_broker import drain
 
@@ -215,3 +216,15 @@ def test_unreachable_broker_fails_after_the_argument_check(unreachable_app):
         job.delay()
     with pytest.raises(OperationalError):
         job.delay(1)
+
+
+def test_republish_sends_a_kept_expiration_back_unchanged(memory_app):
+    """A kept message holds expiration as received (milliseconds, a string): replay sends it."""
+    kept = ParkedMessage(queue="celery", exchange="", routing_key="celery",
+                         content_type="application/json", content_encoding="utf-8",
+                         body=b"[[], {}, {}]", headers={"id": "kept-exp"},
+                         properties={"expiration": "60000", "correlation_id": "kept-exp"})
+    memory_app.publisher.republish(kept)
+    (message,) = drain()
+    assert message.headers["id"] == "kept-exp"
+    assert message.properties["expiration"] == "60000"
