@@ -82,6 +82,8 @@ class TaskResultAdmin(ResultDetailMixin, ConsoleActionsMixin, admin.ModelAdmin):
 
     def revoke_one(self, request: HttpRequest, row: TaskResult, data: dict[str, Any]) -> str:
         djtasks.app.control.revoke(row.task_id)
+        if row.status == states.STARTED:  # revoke stops nothing already running: terminate does
+            return f"Revoked task {row.task_id}: it runs on to its end; no worker will start it again."
         return f"Revoked task {row.task_id}: no worker will run it."
 
     def terminate_one(self, request: HttpRequest, row: TaskResult, data: dict[str, Any]) -> str:
