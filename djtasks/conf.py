@@ -207,7 +207,7 @@ def load(configured: Mapping[str, Any] | None, environ_: Mapping[str, str] | Non
 
 def validate(values: Mapping[str, Any]) -> dict[str, Any]:
     """Check each key is known and each value has its declared type."""
-    checked = {}
+    checked: dict[str, Any] = {}
     for key, value in values.items():
         option = OPTIONS.get(key)
         if option is None:

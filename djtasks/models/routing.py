@@ -18,7 +18,7 @@ from djtasks.utils.broker_names import name_problem
 from djtasks.utils.route_rules import RULE_ROUTE_KEYS, RouteRule, compile_pattern
 
 
-class RoutingRuleQuerySet(models.QuerySet):
+class RoutingRuleQuerySet(models.QuerySet["RoutingRule"]):
     def enabled(self) -> RoutingRuleQuerySet:
         """The rules that route, in the order they are tried."""
         return self.filter(enabled=True).order_by("order", "name")
