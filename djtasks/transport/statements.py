@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from djtasks.models.columns import column
 from djtasks.models.transport import QueueMessage
 
 # Columns a fetch returns, in this order.
@@ -47,7 +48,7 @@ def build(connection: BaseDatabaseWrapper) -> Statements:
     """Build the statements for ``connection``'s vendor (no query is run)."""
     q = connection.ops.quote_name
     table = q(QueueMessage._meta.db_table)
-    columns = {f.name: q(f.column) for f in QueueMessage._meta.concrete_fields}
+    columns = {f.name: q(column(QueueMessage, f.name)) for f in QueueMessage._meta.concrete_fields}
     pk, queue, payload = columns["id"], columns["queue"], columns["payload"]
     priority, visible_at = columns["priority"], columns["visible_at"]
     count, created_at = columns["delivery_count"], columns["created_at"]

@@ -187,6 +187,8 @@ class Worker:
                 self.autoscale()
 
     def autoscale(self) -> None:
+        if self.autoscaler is None:  # started without --autoscale: nothing to resize
+            return
         try:
             self.autoscaler.tick()
         except Exception:  # a pool that cannot resize now keeps its size; the worker goes on
