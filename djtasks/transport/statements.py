@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -17,7 +18,11 @@ from djtasks.models.columns import column
 from djtasks.models.transport import QueueMessage
 
 # Columns a fetch returns, in this order.
-ID, PAYLOAD, PRIORITY, DELIVERY_COUNT = range(4)
+# Final, so that mypy knows which item of a Row each one indexes.
+ID: Final = 0
+PAYLOAD: Final = 1
+PRIORITY: Final = 2
+DELIVERY_COUNT: Final = 3
 
 
 @dataclass(frozen=True)
@@ -110,14 +115,14 @@ def build(connection: BaseDatabaseWrapper) -> Statements:
 
 
 def fetch_params(
-    statements: Statements, queue: str, now: object, lease_until: object, limit: int
-) -> Sequence[object]:
+    statements: Statements, queue: str, now: Any, lease_until: Any, limit: int
+) -> Sequence[Any]:
     """Order the fetch parameters as the vendor's statement expects them."""
     if statements.vendor == "postgresql":
         return (queue, now, limit, lease_until)
     return (lease_until, queue, now, limit)
 
 
-def fetch_delete_params(queue: str, now: object, limit: int) -> Sequence[object]:
+def fetch_delete_params(queue: str, now: Any, limit: int) -> Sequence[Any]:
     """Return the parameters of ``fetch_delete`` (the same on every vendor)."""
     return (queue, now, limit)
