@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import environ
@@ -320,7 +320,11 @@ def _type_name(expected: type | tuple[type, ...]) -> str:
     return expected.__name__
 
 
-def import_class(path: str, base: type, setting: str) -> type:
+#: The base class a setting's class must subclass.
+Base = TypeVar("Base")
+
+
+def import_class(path: str, base: type[Base], setting: str) -> type[Base]:
     """Import the class a setting names by dotted path; it must subclass ``base``."""
     try:
         found = import_string(path)
