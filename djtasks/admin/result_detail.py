@@ -90,6 +90,7 @@ class ResultDetailMixin:
                            obj: TaskResult | None = None) -> HttpResponse:
         if obj is not None:
             context["result_graph"] = read_graph(obj, self.result_url)
+        # A mixin: ModelAdmin, after it in the MRO, provides render_change_form.
         return super().render_change_form(request, context, add, change,  # type: ignore[misc]
                                           form_url, obj)
 

@@ -24,6 +24,7 @@ class RoutingRuleQuerySet(models.QuerySet["RoutingRule"]):
         return self.filter(enabled=True).order_by("order", "name")
 
 
+# mypy cannot use the class from_queryset() builds as a base; django-stubs' plugin types it.
 class RoutingRuleManager(models.Manager.from_queryset(RoutingRuleQuerySet)):  # type: ignore[misc]
     def get_by_natural_key(self, name: str) -> RoutingRule:
         return self.get(name=name)
