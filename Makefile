@@ -34,6 +34,7 @@ test-integration: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check djtasks tests bench demo_project
 	$(PY) ../shared/tools/layers.py djtasks
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) -m bench

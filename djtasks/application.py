@@ -277,7 +277,8 @@ def backend_from_url(url: str) -> ResultBackend:
             f"result_backend: expected 'django-db', 'django-db://<alias>' or a dotted path to a "
             f"ResultBackend class, got {url!r}"
         )
-    return import_class(path, ResultBackend, "result_backend").from_url(url)
+    # mypy refuses an abstract class for type[T] (python/mypy#4717); here it is only checked against.
+    return import_class(path, ResultBackend, "result_backend").from_url(url)  # type: ignore[type-abstract]
 
 
 def expiry_time(expires: Any, now: datetime | None = None) -> datetime | None:

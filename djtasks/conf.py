@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import environ
@@ -207,7 +207,7 @@ def load(configured: Mapping[str, Any] | None, environ_: Mapping[str, str] | Non
 
 def validate(values: Mapping[str, Any]) -> dict[str, Any]:
     """Check each key is known and each value has its declared type."""
-    checked = {}
+    checked: dict[str, Any] = {}
     for key, value in values.items():
         option = OPTIONS.get(key)
         if option is None:
@@ -320,7 +320,11 @@ def _type_name(expected: type | tuple[type, ...]) -> str:
     return expected.__name__
 
 
-def import_class(path: str, base: type, setting: str) -> type:
+#: The base class a setting's class must subclass.
+Base = TypeVar("Base")
+
+
+def import_class(path: str, base: type[Base], setting: str) -> type[Base]:
     """Import the class a setting names by dotted path; it must subclass ``base``."""
     try:
         found = import_string(path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 from django.core.exceptions import ImproperlyConfigured as DjangoImproperlyConfigured
 
 
@@ -40,7 +42,7 @@ class AlreadyRegistered(DjtasksError):
     """Two different tasks were defined under one name."""
 
 
-class TimeoutError(DjtasksError, TimeoutError):  # noqa: A001 - Celery's name, and still a builtin TimeoutError
+class TimeoutError(DjtasksError, builtins.TimeoutError):  # noqa: A001 - Celery's name, and still a builtin TimeoutError
     """``AsyncResult.get()`` waited longer than its timeout."""
 
 

@@ -165,7 +165,7 @@ class crontab(BaseSchedule):  # noqa: N801 - Celery's name
 
     def in_timezone(self, tz: tzinfo | str | None) -> crontab:
         """Return a copy evaluated in ``tz``; beat passes the timezone setting when tz is None."""
-        return replace(self, tz=tz)
+        return replace(self, tz=time_zone(tz))
 
     def first_run_at(self, now: datetime) -> datetime | None:
         """Return the next run time, counting one that passed less than FIRST_RUN_GRACE ago.

@@ -400,6 +400,8 @@ class Task:
         task_id = task_id or self.request.id
         if task_id is None:
             raise RuntimeError(f"{self.name}.update_state(): no task id (called directly?)")
+        if not state:  # the store's status column holds no NULL: say so before the database does
+            raise ValueError(f"{self.name}.update_state(): expected a state, such as \"PROGRESS\"")
         self.app.backend.store(task_id, state, meta)
 
     def on_success(self, retval: Any, task_id: str, args: tuple, kwargs: Mapping[str, Any]) -> None:

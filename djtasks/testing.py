@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 import djtasks
 from djtasks import states
@@ -35,7 +36,7 @@ from djtasks.worker.settlement import Fate
 class _RecordingConsumer(Consumer):
     """A consumer that remembers which jobs did not succeed, for join() to re-raise."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.unsuccessful: list[tuple[Job, Outcome]] = []
 
@@ -106,6 +107,7 @@ class InProcessWorker:
         if (self.consumer.reserved or self.consumer.active or self.consumer.eta.holding
                 or self.consumer.rate_limits.held):
             return False
+        assert self.consumer.connection is not None, "the test worker is started"
         channel = self.consumer.connection.default_channel
         if not all(
             self.app.router.queue(name)(channel).queue_declare(passive=True).message_count == 0

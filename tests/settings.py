@@ -72,7 +72,7 @@ TEMPLATES = [{
 }]
 ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-DJTASKS = {}
+DJTASKS: dict[str, object] = {}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

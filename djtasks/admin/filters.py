@@ -16,6 +16,8 @@ from django.contrib.admin.filters import AllValuesFieldListFilter
 from django.db import connections
 from django.db.models import Field, Model, QuerySet
 
+from djtasks.models.columns import column
+
 #: At most this many values are offered; a filter with more is still usable from the URL.
 MAX_CHOICES = 100
 
@@ -42,7 +44,7 @@ def distinct_values(model: type[Model], field: Field, using: str, limit: int = M
                 .values_list(field.name, flat=True).distinct())
         return list(rows[:limit])
     quote = connection.ops.quote_name
-    sql = LOOSE_SCAN_SQL.format(column=quote(field.column), table=quote(model._meta.db_table))
+    sql = LOOSE_SCAN_SQL.format(column=quote(column(model, field.name)), table=quote(model._meta.db_table))
     with connection.cursor() as cursor:
         cursor.execute(sql, [limit])
         return [value for (value,) in cursor.fetchall()]
@@ -60,4 +62,5 @@ class IndexedValuesFilter(AllValuesFieldListFilter):
                  model_admin: Any, field_path: str) -> None:
         super().__init__(field, request, params, model, model_admin, field_path)
         queryset: QuerySet = model_admin.get_queryset(request)
-        self.lookup_choices = distinct_values(model, field, queryset.db)
+        # Django types the choices as a QuerySet; it only iterates them, so a list serves.
+        self.lookup_choices = distinct_values(model, field, queryset.db)  # type: ignore[assignment]

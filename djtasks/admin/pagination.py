@@ -63,7 +63,9 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         queryset = self.object_list
-        estimate = planner_estimate(queryset) if isinstance(queryset, QuerySet) else None
+        if not isinstance(queryset, QuerySet):
+            return super().count
+        estimate = planner_estimate(queryset)
         if estimate is None:
             return super().count
         if estimate > self.estimate_above:

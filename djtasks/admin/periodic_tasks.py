@@ -86,7 +86,7 @@ class PeriodicTaskAdmin(ConsoleActionsMixin, admin.ModelAdmin):
         url = reverse("admin:djtasks_taskresult_change", args=[quote(result_pk)],
                       current_app=self.admin_site.name)
         return format_html('<a class="djtasks-last-result" href="{}">{}</a> {}', url,
-                           row.last_result_status, row.last_task_id)
+                           getattr(row, "last_result_status", ""), row.last_task_id)
 
     def run_now_one(self, request: HttpRequest, row: PeriodicTask, data: dict[str, Any]) -> str:
         now = timezone.now()

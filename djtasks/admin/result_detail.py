@@ -9,7 +9,7 @@ whatever the row holds.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin
 from django.contrib.admin.utils import quote
@@ -54,8 +54,9 @@ def task_is_sensitive(task_name: str) -> bool:
 class ResultDetailMixin:
     """Fieldsets and display methods of the detail page, and the graph in its context."""
 
-    fieldsets = DETAIL_FIELDSETS
-    readonly_fields = (*(field.name for field in TaskResult._meta.fields),
+    # ClassVar[Any]: ModelAdmin's own (stricter) types apply where this is mixed in.
+    fieldsets: ClassVar[Any] = DETAIL_FIELDSETS
+    readonly_fields: ClassVar[Any] = (*(field.name for field in TaskResult._meta.fields),
                        "state", "arguments", "keyword_arguments", "outcome", "traceback_text")
 
     # Provided by admin.ModelAdmin.
@@ -89,6 +90,7 @@ class ResultDetailMixin:
                            obj: TaskResult | None = None) -> HttpResponse:
         if obj is not None:
             context["result_graph"] = read_graph(obj, self.result_url)
+        # A mixin: ModelAdmin, after it in the MRO, provides render_change_form.
         return super().render_change_form(request, context, add, change,  # type: ignore[misc]
                                           form_url, obj)
 

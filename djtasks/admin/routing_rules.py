@@ -41,8 +41,10 @@ class RoutingRuleAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         # The box's parameter is not a filter of the list: take it out before the list reads it.
-        request.GET = request.GET.copy()
-        name = (request.GET.pop(TRY_PARAM, None) or [""])[-1].strip()
+        params = request.GET.copy()
+        name: str = (params.pop(TRY_PARAM, None) or [""])[-1].strip()
+        # A mutable copy stands in for the request's GET; django-stubs types GET as immutable.
+        request.GET = params  # type: ignore[assignment]
         context = {**(extra_context or {}), "try_param": TRY_PARAM, "try_task": name}
         if name:
             context["try_lines"] = route_preview(name)

@@ -34,6 +34,7 @@ def summary_of(row: QueueMessage) -> protocol.Summary:
     found = getattr(row, "_djtasks_summary", None)
     if found is None:
         found = summarize(row.payload)
+        # A cache on the row object itself: the model declares no such attribute.
         row._djtasks_summary = found  # type: ignore[attr-defined]
     return found
 

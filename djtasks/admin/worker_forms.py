@@ -8,7 +8,7 @@ answer, and nothing malformed is broadcast.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 
@@ -41,7 +41,7 @@ class CancelConsumerForm(forms.Form):
 
     def __init__(self, *args: Any, queues: Iterable[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["queue"].choices = [(name, name) for name in queues]
+        cast(forms.ChoiceField, self.fields["queue"]).choices = [(name, name) for name in queues]
 
 
 class RateLimitForm(forms.Form):
@@ -51,7 +51,7 @@ class RateLimitForm(forms.Form):
 
     def __init__(self, *args: Any, task_names: Iterable[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["task_name"].choices = [(name, name) for name in task_names]
+        cast(forms.ChoiceField, self.fields["task_name"]).choices = [(name, name) for name in task_names]
 
     def clean_rate_limit(self) -> str:
         rate = self.cleaned_data["rate_limit"].strip()

@@ -9,7 +9,7 @@ answer, so its commands are neither offered nor sent.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin
@@ -28,7 +28,10 @@ from djtasks.admin.worker_forms import (
 )
 from djtasks.control import Replies, merged
 from djtasks.models import Worker
-from djtasks.models.workers import OFFLINE, ONLINE
+from djtasks.models.workers import OFFLINE, ONLINE, WorkerQuerySet
+
+if TYPE_CHECKING:
+    from djtasks.models.workers import WorkerWithStatus
 
 #: Seconds to wait for the worker's answer: it answers between two rounds of its loop.
 REPLY_TIMEOUT = 5.0
@@ -56,10 +59,11 @@ class WorkerAdmin(ConsoleActionsMixin, admin.ModelAdmin):
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).with_status()
+        # The default manager is WorkerQuerySet.as_manager(); the admin's type says QuerySet.
+        return cast(WorkerQuerySet, super().get_queryset(request)).with_status()
 
     @admin.display(description="status", ordering="status")
-    def status(self, row: Worker) -> str:
+    def status(self, row: WorkerWithStatus) -> str:
         return row.status
 
     @admin.display(description="last heartbeat (s ago)", ordering="-last_heartbeat")

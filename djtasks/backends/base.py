@@ -90,8 +90,8 @@ class ChordJoin:
 class ResultBackend(ABC):
     """Store and read back task states. Implementations declare what they support."""
 
-    #: True when ``wait`` is woken by the store itself instead of polling.
-    supports_native_wait: ClassVar[bool] = False
+    #: True when ``wait`` is woken by the store itself instead of polling (may be per instance).
+    supports_native_wait: bool = False
     #: True when the backend counts chord parts itself (``start_chord``, ``chord_part_done``).
     supports_chord_counter: ClassVar[bool] = False
     #: True when the store holds routing rules (``read_routing_rules``).

@@ -23,6 +23,7 @@ from django.utils import timezone
 from djtasks.backends.base import ChordJoin, ResultBackend
 from djtasks.backends.in_lists import in_batches
 from djtasks.models import ChordCounter, ChordPart, GroupResult, RevokedTask, TaskResult
+from djtasks.models.columns import column
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class CanvasStore(ResultBackend):
         """INSERT the part unless it is there already; True when this call inserted it."""
         connection = connections[self.alias]
         ops, meta = connection.ops, ChordPart._meta
-        columns = ", ".join(ops.quote_name(meta.get_field(name).column) for name in ("group_id", "task_id"))
+        columns = ", ".join(ops.quote_name(column(ChordPart, name)) for name in ("group_id", "task_id"))
         # Only quoted names from the model's metadata are formatted in; the ids are parameters.
         sql = (f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} {ops.quote_name(meta.db_table)} "
                f"({columns}) VALUES (%s, %s) {ops.on_conflict_suffix_sql([], OnConflict.IGNORE, [], [])}")

@@ -26,6 +26,7 @@ from djtasks.backends.listener import NotificationListener
 from djtasks.backends.outages import retried_write
 from djtasks.backends.routing_rules import read_enabled_rules
 from djtasks.models import TaskResult
+from djtasks.models.columns import column as column_of
 from djtasks.utils.route_rules import RouteRule
 
 RESULTS_CHANNEL = "djtasks_results"
@@ -37,7 +38,7 @@ _META_COLUMNS = ("status", "result", "traceback", "date_done", "task_name", "ret
 
 
 class DatabaseBackend(CanvasStore):
-    supports_native_wait: ClassVar[bool] = False  # True per instance on PostgreSQL
+    supports_native_wait = False  # True per instance on PostgreSQL
     supports_chord_counter: ClassVar[bool] = True
     supports_routing_rules: ClassVar[bool] = True
 
@@ -228,7 +229,7 @@ def upsert_sql(connection: Any, fields: list, update: tuple[str, ...], guarded: 
     placeholders = ", ".join(["%s"] * len(fields))
     changes = ", ".join(
         f"{quote(column)} = EXCLUDED.{quote(column)}"
-        for column in (TaskResult._meta.get_field(name).column for name in update)
+        for column in (column_of(TaskResult, name) for name in update)
     )
     guard = ""
     if guarded:

@@ -160,7 +160,7 @@ def interval_parts(run_every: timedelta) -> tuple[int, str]:
     raise AssertionError("unreachable: microseconds divide every timedelta")
 
 
-def crontab_fields(cron: schedules.crontab) -> dict[str, str]:
+def crontab_fields(cron: schedules.crontab) -> dict[str, Any]:
     zone = getattr(cron.tz, "key", None) if cron.tz is not None else ""
     return {"second": str(cron.second), "minute": str(cron.minute), "hour": str(cron.hour),
             "day_of_week": str(cron.day_of_week), "day_of_month": str(cron.day_of_month),

@@ -35,9 +35,10 @@ class chain(Signature):  # noqa: N801 - Celery's name
 
     def __init__(self, *tasks: Signature | Mapping[str, Any] | Sequence[Any],
                  app: App | None = None, **options: Any) -> None:
+        given: tuple[Any, ...] = tasks
         if len(tasks) == 1 and not isinstance(tasks[0], Signature | Mapping):
-            tasks = tuple(tasks[0])
-        steps = [maybe_signature(task, app) for task in tasks]
+            given = tuple(tasks[0])
+        steps = [maybe_signature(task, app) for task in given]
         super().__init__("celery.chain", (), {"tasks": steps}, options,
                          app=app if app is not None else _first_app(steps))
 

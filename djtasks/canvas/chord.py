@@ -10,7 +10,7 @@ not hang when one of its workers dies. A failed header task fails the chord at o
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from djtasks.canvas.group import group
 from djtasks.canvas.signature import (
@@ -24,7 +24,7 @@ from djtasks.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
     from djtasks.application import App
-    from djtasks.result import AsyncResult
+    from djtasks.result import AsyncResult, GroupResult
 
 #: Options that belong to the body: what follows the chord, and where it is placed.
 BODY_OPTIONS = ("task_id", "chord", "group_id", "group_index", "link", "link_error", "chain")
@@ -35,7 +35,7 @@ class chord(Signature):  # noqa: N801 - Celery's name
 
     subtask_type = "chord"
 
-    def __init__(self, header: group | Iterable[Any], body: Signature | Mapping | None = None,
+    def __init__(self, header: Signature | Iterable[Any], body: Signature | Mapping | None = None,
                  app: App | None = None, **options: Any) -> None:
         header = header if isinstance(header, group) else group(header, app=app)
         body = maybe_signature(body, app) if body is not None else None
@@ -133,7 +133,8 @@ class chord(Signature):  # noqa: N801 - Celery's name
         if not backend.supports_chord_counter:
             raise ImproperlyConfigured(f"chord: the result backend {type(backend).__name__} "
                                        f"cannot count a chord's header tasks")
-        header_result = result.parent
+        # freeze() made the header's GroupResult the body result's parent.
+        header_result = cast("GroupResult", result.parent)
         backend.start_chord(header_result.id, [member.id for member in header_result.results],
                             body.to_dict())
         defaults = {key: value for key, value in options.items() if key not in ("root_id", "parent_id")}

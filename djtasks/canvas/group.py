@@ -27,10 +27,11 @@ class group(Signature):  # noqa: N801 - Celery's name
 
     def __init__(self, *tasks: Signature | Mapping[str, Any] | Iterable[Any],
                  app: App | None = None, **options: Any) -> None:
+        given: tuple[Any, ...] = tasks
         if len(tasks) == 1 and not isinstance(tasks[0], Signature | Mapping):
-            tasks = tuple(tasks[0])
+            given = tuple(tasks[0])
         members: list[Signature] = []
-        for task in tasks:
+        for task in given:
             member = maybe_signature(task, app)
             members.extend(member.tasks if isinstance(member, group) else [member])
         first_app = next((member._app for member in members if member._app is not None), None)
@@ -82,7 +83,8 @@ class group(Signature):  # noqa: N801 - Celery's name
         return self.apply_async(args, kwargs)
 
     # -- sending --------------------------------------------------------------------------
-    def freeze(self, _id: str | None = None, *, group_id: str | None = None,
+    # A group freezes to a GroupResult, as in Celery, not to the AsyncResult of one task.
+    def freeze(self, _id: str | None = None, *, group_id: str | None = None,  # type: ignore[override]
                group_index: int | None = None, chord: Signature | None = None,
                root_id: str | None = None, parent_id: str | None = None) -> GroupResult:
         """Fix the group's id and every member's; return the GroupResult to come."""

@@ -85,7 +85,8 @@ class Signature:
             return NotImplemented
         return self.to_dict() == other.to_dict()
 
-    __hash__ = None  # mutable through set(), like Celery's
+    # Mutable through set(), like Celery's; typeshed types __hash__ as a method, never None.
+    __hash__ = None  # type: ignore[assignment]
 
     # -- the wire form --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -232,7 +233,8 @@ def signature_list(value: Signature | Mapping[str, Any] | Iterable[Any] | None,
         return []
     if isinstance(value, Signature | Mapping):
         return [maybe_signature(value, app)]
-    return [maybe_signature(item, app) for item in value]
+    items: Iterable[Any] = value
+    return [maybe_signature(item, app) for item in items]
 
 
 def wire_options(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -104,10 +104,9 @@ def django_depths(alias: str, names: list[str]) -> list[Depth]:
     rows = (QueueMessage.objects.using(alias).filter(queue__in=names).values("queue")
             .annotate(waiting=Count("id", filter=Q(visible_at__lte=now)),
                       unacked=Count("id", filter=Q(visible_at__gt=now))))
-    found = {row["queue"]: row for row in rows}
+    found = {row["queue"]: (row["waiting"], row["unacked"]) for row in rows}
     consumers = consumers_from_workers(names)
-    return [Depth(name, found.get(name, {}).get("waiting", 0), found.get(name, {}).get("unacked", 0),
-                  consumers[name]) for name in names]
+    return [Depth(name, *found.get(name, (0, 0)), consumers[name]) for name in names]
 
 
 def declared_depths(app: Any, names: list[str]) -> list[Depth]:
@@ -159,7 +158,8 @@ def add_redis_unacked(connection: Any, depths: list[Depth]) -> None:
             except (ValueError, IndexError, TypeError):
                 continue
             if queue in by_name:
-                by_name[queue].unacked += 1
+                depth = by_name[queue]
+                depth.unacked = (depth.unacked or 0) + 1  # declared_depth gave Redis queues 0
 
 
 def _close_quietly(channel: Any) -> None:

@@ -67,7 +67,7 @@ class ChordPart(models.Model):
         return f"{self.task_id} in chord {self.group_id}"
 
 
-class RevokedTaskQuerySet(models.QuerySet):
+class RevokedTaskQuerySet(models.QuerySet["RevokedTask"]):
     def active(self, now: datetime) -> RevokedTaskQuerySet:
         """Return the revocations still in force at ``now`` (no expiry, or one after it)."""
         return self.filter(Q(expires__isnull=True) | Q(expires__gt=now))

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
-class ParkedMessageQuerySet(models.QuerySet):
+class ParkedMessageQuerySet(models.QuerySet["ParkedMessage"]):
     def due(self, until: datetime, now: datetime) -> ParkedMessageQuerySet:
         """Return what to publish again: due by ``until``, or already expired at ``now``.
 
@@ -85,7 +85,7 @@ class TaskDelivery(models.Model):
 KEPT_MESSAGE_SIZE = 100_000
 
 
-class DeadLetterQuerySet(models.QuerySet):
+class DeadLetterQuerySet(models.QuerySet["DeadLetter"]):
     def keep_unreadable(self, message: str | bytes, reason: str, *, task_id: str = "",
                         task_name: str = "", queue: str = "", worker: str = "") -> DeadLetter:
         """Keep a message that could not be read or sent on, as received, with the reason.

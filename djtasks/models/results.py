@@ -11,7 +11,7 @@ from djtasks import states
 STATE_CHOICES = sorted((state, state.title()) for state in states.ALL_STATES)
 
 
-class TaskResultQuerySet(models.QuerySet):
+class TaskResultQuerySet(models.QuerySet["TaskResult"]):
     def ready(self) -> TaskResultQuerySet:
         return self.filter(status__in=states.READY_STATES)
 

@@ -18,12 +18,13 @@ from djtasks.utils.broker_names import name_problem
 from djtasks.utils.route_rules import RULE_ROUTE_KEYS, RouteRule, compile_pattern
 
 
-class RoutingRuleQuerySet(models.QuerySet):
+class RoutingRuleQuerySet(models.QuerySet["RoutingRule"]):
     def enabled(self) -> RoutingRuleQuerySet:
         """The rules that route, in the order they are tried."""
         return self.filter(enabled=True).order_by("order", "name")
 
 
+# mypy cannot use the class from_queryset() builds as a base; django-stubs' plugin types it.
 class RoutingRuleManager(models.Manager.from_queryset(RoutingRuleQuerySet)):  # type: ignore[misc]
     def get_by_natural_key(self, name: str) -> RoutingRule:
         return self.get(name=name)

@@ -110,7 +110,7 @@ class ClockedSchedule(models.Model):
         return schedules.clocked(self.clocked_time)
 
 
-class PeriodicTaskQuerySet(models.QuerySet):
+class PeriodicTaskQuerySet(models.QuerySet["PeriodicTask"]):
     def enabled(self) -> PeriodicTaskQuerySet:
         return self.filter(enabled=True).select_related("interval", "crontab", "clocked")
 

@@ -9,7 +9,7 @@ from django.db import models
 from kombu.utils.json import loads
 
 
-class QueueMessageQuerySet(models.QuerySet):
+class QueueMessageQuerySet(models.QuerySet["QueueMessage"]):
     """Queries named for the states a queued message goes through."""
 
     def ready(self, now: datetime) -> QueueMessageQuerySet:

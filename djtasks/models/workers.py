@@ -10,11 +10,21 @@ sweeper, and readers need none of the workers' settings.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from django.db import models
 from django.db.models import Case, Value, When
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    from django_stubs_ext import WithAnnotations
+
+    #: A Worker row read through ``with_status``, and a query of them.
+    WorkerWithStatus: TypeAlias = WithAnnotations["Worker", "Status"]
+    StatusQuerySet: TypeAlias = models.QuerySet[WorkerWithStatus]
 
 ONLINE, OFFLINE, LOST = "online", "offline", "lost"
 STATUS_CHOICES = [(ONLINE, _("online")), (OFFLINE, _("offline")), (LOST, _("lost"))]
@@ -26,19 +36,28 @@ UPDATED = ("pid", "host", "pool", "concurrency", "queues", "software", "heartbea
            "started")
 
 
-class WorkerQuerySet(models.QuerySet):
-    def with_status(self, now: datetime | None = None) -> WorkerQuerySet:
+class Status(TypedDict):
+    """What ``with_status`` adds to each row: online, offline or lost."""
+
+    status: str
+
+
+class WorkerQuerySet(models.QuerySet["Worker"]):
+    def with_status(self, now: datetime | None = None) -> StatusQuerySet:
         """Annotate ``status``: the written one, or ``lost`` once ``lost_after`` has passed."""
-        return self.annotate(status=Case(
+        annotated = self.annotate(status=Case(
             When(written_status=OFFLINE, then=Value(OFFLINE)),
             When(lost_after__lt=now or timezone.now(), then=Value(LOST)),
             default=Value(ONLINE), output_field=models.CharField()))
+        # django-stubs leaves the row type of annotate() on a QuerySet subclass unbound.
+        return cast("StatusQuerySet", annotated)
 
     def report(self, row: Worker, *, first: bool = False) -> None:
         """Upsert ``row`` in one statement; the ``first`` report of a run also sets ``started``."""
         fields = [name for name in UPDATED if first or name != "started"]
-        self.bulk_create([row], update_conflicts=True, unique_fields=["hostname"],
-                         update_fields=fields)
+        # django-stubs cannot bind the model type of bulk_create on a QuerySet subclass.
+        self.bulk_create([row], update_conflicts=True,  # type: ignore[list-item]
+                         unique_fields=["hostname"], update_fields=fields)
 
     def forgotten(self, before: datetime) -> WorkerQuerySet:
         """Rows whose worker has not been heard of since ``before``."""

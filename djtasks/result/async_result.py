@@ -16,13 +16,14 @@ from djtasks.task import current_request
 
 if TYPE_CHECKING:
     from djtasks.application import App
+    from djtasks.result.group import GroupResult
 
 
 class AsyncResult:
     """The handle of a published task: its state, its result, ``get()`` to wait for it."""
 
     def __init__(self, id: str, app: App | None = None, task_name: str | None = None, *,  # noqa: A002 - Celery's name
-                 parent: AsyncResult | None = None) -> None:
+                 parent: AsyncResult | GroupResult | None = None) -> None:
         self.id = id
         self._app = app
         self._task_name = task_name

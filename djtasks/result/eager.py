@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from djtasks import states
 from djtasks.backends.base import ResultMeta
@@ -56,7 +56,8 @@ def run_eagerly(app: App, task: Task, args: tuple, kwargs: dict, task_id: str | 
         if state != states.RETRY:
             break
         # The Retry's signature holds the arguments retry() was given (the same by default).
-        sig = einfo.exception.sig
+        assert einfo is not None, "a RETRY state comes with the Retry raised"
+        sig: Any = cast(Retry, einfo.exception).sig  # a Signature or None (typed object there)
         request = replace(request, retries=request.retries + 1,
                           args=tuple(sig.args) if sig is not None else request.args,
                           kwargs=dict(sig.kwargs) if sig is not None else request.kwargs)
@@ -66,6 +67,7 @@ def run_eagerly(app: App, task: Task, args: tuple, kwargs: dict, task_id: str | 
                       group_id=options.get("group_id") or "")
     children = follow_up(request, meta) if follow_up is not None else []
     if state == states.FAILURE and propagate:
+        assert einfo is not None, "a FAILURE state comes with the exception raised"
         raise einfo.exception
     meta = replace(meta, children=tuple(child.id for child in children))
     return EagerResult(task_id, meta, app=app, children=children)

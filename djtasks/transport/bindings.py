@@ -8,11 +8,17 @@ process and binding, and read back where this process alone does not know the wa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
 from djtasks.models.transport import QueueBinding
+
+if TYPE_CHECKING:
+    # The mixin's other half: what it calls on kombu's channel it is mixed into.
+    from kombu.transport.virtual import Channel as VirtualChannel
+else:
+    VirtualChannel = object
 
 #: kombu's binding-table entry: (routing_key, pattern, queue).
 Entry = tuple[str, Any, str]
@@ -33,7 +39,7 @@ class Bindings:
                                pattern=pattern)
         self._rows().bulk_create([binding], ignore_conflicts=True)
 
-    def unbind(self, exchange: str, routing_key: str, queue: str) -> None:
+    def unbind(self, exchange: str | None, routing_key: str, queue: str) -> None:
         """Remove one binding."""
         self._rows().filter(exchange=exchange, queue=queue, routing_key=routing_key or "").delete()
 
@@ -53,7 +59,7 @@ class Bindings:
         self._rows().filter(queue=queue).delete()
 
 
-class DurableBindings:
+class DurableBindings(VirtualChannel):
     """Channel mixin: bindings in the database, and fanout exchanges on top of them.
 
     Writes go to both places (kombu's in-memory state, then the table). Routing looks at

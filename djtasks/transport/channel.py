@@ -121,7 +121,7 @@ class Channel(DurableBindings, virtual.Channel):
         buffered = self._buffer.get(queue)
         from_buffer = bool(buffered)
         try:
-            rows = buffered if from_buffer else self._fetch(queue, 1, no_ack)
+            rows = buffered if buffered else self._fetch(queue, 1, no_ack)
         except Empty:
             return None
         payload = self._first_readable(queue, rows)

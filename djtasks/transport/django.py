@@ -61,7 +61,8 @@ class Transport(virtual.Transport):
     implements = virtual.Transport.implements.extend(
         asynchronous=False, exchange_type=frozenset(["direct", "topic", "fanout"]), heartbeats=False
     )
-    connection_errors = (
+    # kombu annotates connection_errors as a one-item tuple; it is any tuple of exception types.
+    connection_errors = (  # type: ignore[assignment]
         *virtual.Transport.connection_errors,
         OperationalError,
         InterfaceError,
@@ -102,12 +103,14 @@ class Transport(virtual.Transport):
         finally:
             self.waiter.close()
 
-    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+    # kombu's base declares **kwargs; its callers pass timeout alone, as here.
+    def drain_events(self, connection: Any, timeout: float | None = None) -> None:  # type: ignore[override]
         """Deliver one message; wait on NOTIFY or back off while there is none.
 
         Raises ``TimeoutError`` (``socket.timeout``) when ``timeout`` seconds pass.
         """
         deadline = None if timeout is None else monotonic() + timeout
+        assert self.cycle is not None, "kombu sets the cycle when the transport is created"
         while True:
             try:
                 self.cycle.get(self._deliver, timeout=timeout)

@@ -65,7 +65,8 @@ class LeaseQoS(virtual.QoS):
             logger.exception("djtasks transport: could not give back leased messages")
         finally:
             state.clear()
-            state.restored = True
+            # kombu's own flag on its _delivered mapping (QoS.restore_unacked_once reads it).
+            state.restored = True  # type: ignore[attr-defined]
 
 
 class Renewer:

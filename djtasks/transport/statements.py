@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any, Final
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from djtasks.models.columns import column
 from djtasks.models.transport import QueueMessage
 
 # Columns a fetch returns, in this order.
-ID, PAYLOAD, PRIORITY, DELIVERY_COUNT = range(4)
+# Final, so that mypy knows which item of a Row each one indexes.
+ID: Final = 0
+PAYLOAD: Final = 1
+PRIORITY: Final = 2
+DELIVERY_COUNT: Final = 3
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ def build(connection: BaseDatabaseWrapper) -> Statements:
     """Build the statements for ``connection``'s vendor (no query is run)."""
     q = connection.ops.quote_name
     table = q(QueueMessage._meta.db_table)
-    columns = {f.name: q(f.column) for f in QueueMessage._meta.concrete_fields}
+    columns = {f.name: q(column(QueueMessage, f.name)) for f in QueueMessage._meta.concrete_fields}
     pk, queue, payload = columns["id"], columns["queue"], columns["payload"]
     priority, visible_at = columns["priority"], columns["visible_at"]
     count, created_at = columns["delivery_count"], columns["created_at"]
@@ -109,14 +115,14 @@ def build(connection: BaseDatabaseWrapper) -> Statements:
 
 
 def fetch_params(
-    statements: Statements, queue: str, now: object, lease_until: object, limit: int
-) -> Sequence[object]:
+    statements: Statements, queue: str, now: Any, lease_until: Any, limit: int
+) -> Sequence[Any]:
     """Order the fetch parameters as the vendor's statement expects them."""
     if statements.vendor == "postgresql":
         return (queue, now, limit, lease_until)
     return (lease_until, queue, now, limit)
 
 
-def fetch_delete_params(queue: str, now: object, limit: int) -> Sequence[object]:
+def fetch_delete_params(queue: str, now: Any, limit: int) -> Sequence[Any]:
     """Return the parameters of ``fetch_delete`` (the same on every vendor)."""
     return (queue, now, limit)

@@ -166,7 +166,8 @@ class Consumer:
         self._stale = {task_id for task_id, (job, _) in self.active.items() if job.acks_late}
         old, self.connection = self.connection, None
         try:
-            old.release()
+            if old is not None:
+                old.release()
         except Exception:  # it is broken already; releasing is a courtesy
             logger.debug("consumer: error while releasing the broken connection", exc_info=True)
         self.connect(max_retries=None)
@@ -217,6 +218,7 @@ class Consumer:
             # while messages are held for their eta, to start them on time.
             soon = self.active or self.eta.holding
             timeout = self.rate_limits.wait_time(SHORT_DRAIN if soon else LONG_DRAIN)
+        assert self.connection is not None, "the loop runs between connect() and stop_consuming()"
         try:
             self.connection.drain_events(timeout=timeout)
         except TimeoutError:  # nothing arrived: keep the AMQP heartbeat going
@@ -226,6 +228,7 @@ class Consumer:
         """Wait up to ``timeout`` s for running tasks to finish, acknowledging as they do."""
         self.process_completions()
         if self.active:
+            assert self.connection is not None, "draining happens before stop_consuming()"
             # Draining (not sleeping) keeps AMQP heartbeats and acks flowing meanwhile.
             try:
                 self.connection.drain_events(timeout=min(timeout, SHORT_DRAIN))
@@ -399,6 +402,8 @@ class Consumer:
             self._set_window(self.prefetch_count + held)
 
     def _set_window(self, count: int) -> None:
+        assert self._consumer is not None, "called while consuming"
+        assert self.connection is not None, "called while consuming"
         # RabbitMQ fixes a consumer's own prefetch when it starts consuming; a channel-wide
         # (global) one can change at any time, so it is the one used there (as Celery does).
         self._consumer.qos(prefetch_count=count,

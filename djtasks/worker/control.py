@@ -224,6 +224,8 @@ class WorkerControl:
     def time_limit(self, task_name: str | None = None, hard: float | None = None,
                    soft: float | None = None, **_: Any) -> dict[str, str]:
         """Set ``task_name``'s time limits on this worker, for its executions from now on."""
+        if task_name is None:
+            return {"error": "unknown task"}
         try:
             task = self.consumer.app.tasks[task_name]
         except NotRegistered:
@@ -256,8 +258,7 @@ class WorkerControl:
             signum = SIGKILL
         killed = []
         for one in ids:
-            if one in self.consumer.active and pool.kill_job(
-                    lambda job, one=one: job.message.id == one, signum):
+            if one in self.consumer.active and pool.kill_job(_runs_task(one), signum):
                 # Its outcome comes back as a lost process: it is to read REVOKED instead.
                 revocations.mark_terminated(one, signum)
                 killed.append(one)
@@ -376,3 +377,10 @@ def _answering(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
             return {"error": f"{name}: {exc}"}
 
     return handler
+
+
+def _runs_task(task_id: str) -> Callable[[Any], bool]:
+    """Match the pool job that runs ``task_id``."""
+    def match(job: Any) -> bool:
+        return bool(job.message.id == task_id)
+    return match

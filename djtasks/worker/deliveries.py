@@ -28,6 +28,7 @@ from djtasks.application import App
 from djtasks.backends.base import exception_to_dict
 from djtasks.exceptions import WorkerLostError
 from djtasks.models import DeadLetter, TaskDelivery
+from djtasks.models.columns import column
 from djtasks.worker.eta import source_queue
 from djtasks.worker.received import as_received
 from djtasks.worker.request import Job, request_context
@@ -103,7 +104,7 @@ def count_delivery(db: str, task_id: str, retries: int) -> int:
     quote = connection.ops.quote_name
     meta = TaskDelivery._meta
     table = quote(meta.db_table)
-    task, tries, count, last = (quote(meta.get_field(name).column)
+    task, tries, count, last = (quote(column(TaskDelivery, name))
                                 for name in ("task_id", "retries", "count", "date_last"))
     # An upsert both PostgreSQL and SQLite (3.35+) run: atomic, whoever counts at once.
     sql = (f"INSERT INTO {table} ({task}, {tries}, {count}, {last}) VALUES (%s, %s, 1, %s) "  # noqa: S608 - quoted model names only

@@ -98,6 +98,7 @@ class EtaGate:
 def park(message: kombu.Message, job: Job, queue: str) -> ParkedMessage:
     """Write ``message`` to the ParkedMessage table, once even if it is delivered twice."""
     task = job.message
+    assert task.eta is not None, "only a message with an eta is parked"
     row = ParkedMessage(task_id=task.id, task_name=task.task, eta=task.eta, expires=task.expires,
                         **as_received(message, queue, task.priority))
     db = router.db_for_write(ParkedMessage)

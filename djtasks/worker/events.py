@@ -111,7 +111,8 @@ class EventSender:
                     dispatcher.publish(event)
             except Exception as exc:  # the thread never dies: drop this event, wait, reconnect
                 self.dropped += 1
-                dispatcher = _discard(dispatcher)
+                _discard(dispatcher)
+                dispatcher = None
                 pause = self._backoff.next_delay()
                 logger.warning("events: cannot send to the broker (%s); trying again in %.1fs",
                                exc, pause)

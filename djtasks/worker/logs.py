@@ -16,7 +16,8 @@ class UTCFormatter(logging.Formatter):
     """Times in UTC, whatever TIME_ZONE says (Django sets the process's TZ from it): the
     lines of workers on machines in several zones then read on one clock."""
 
-    converter = time.gmtime
+    # A builtin is not bound as a method, but mypy types the attribute as if it were.
+    converter = time.gmtime  # type: ignore[assignment]
 
 
 def configure_logging(level: str) -> None:

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kombu
 from django.db import router
@@ -20,6 +20,9 @@ from django.utils import timezone
 from djtasks.application import App
 from djtasks.models import Worker
 from djtasks.utils import events
+
+if TYPE_CHECKING:
+    from djtasks.models.workers import WorkerWithStatus
 
 
 def event_queue(connection: kombu.Connection) -> kombu.Queue:
@@ -53,13 +56,13 @@ def dump_events(app: App, write: Callable[[str], Any], timeout: float | None = N
         write(events.describe_event(event))
 
 
-def worker_statuses(now: datetime | None = None) -> list[Worker]:
+def worker_statuses(now: datetime | None = None) -> list[WorkerWithStatus]:
     """Every Worker row, its ``status`` computed (online, offline, lost)."""
     rows = Worker.objects.using(router.db_for_read(Worker)).with_status(now or timezone.now())
     return list(rows.order_by("hostname"))
 
 
-def describe_workers(rows: list[Worker], now: datetime | None = None) -> list[str]:
+def describe_workers(rows: list[WorkerWithStatus], now: datetime | None = None) -> list[str]:
     """One line per worker: hostname, status, heartbeat age, counters; then a total."""
     now = now or timezone.now()
     lines = [f"{row.hostname}: {row.status}, last heartbeat {row.heartbeat_age(now):.1f}s ago, "

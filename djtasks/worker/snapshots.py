@@ -95,7 +95,7 @@ def parked(queues: Iterable[str], hostname: str,
             continue
         yield {"eta": row.eta.isoformat(), "priority": _priority(delivery_info), "parked": True,
                "request": request_info(message, hostname, delivery_info, acknowledged=True,
-                                       sensitive=is_sensitive(tasks and tasks.get(message.task)))}
+                                       sensitive=is_sensitive(tasks.get(message.task) if tasks else None))}
 
 
 def query_task(consumer: Consumer, ids: Iterable[str]) -> dict[str, list[Any]]:

@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
+from io import TextIOBase
 from types import FrameType
 from typing import TextIO
 
@@ -103,7 +104,7 @@ class Worker:
         self.fatal: BaseException | None = None
         self.eta_release = EtaRelease(app, self.hostname)
 
-    def run(self, out: TextIO | None = None) -> int:
+    def run(self, out: TextIO | TextIOBase | None = None) -> int:
         """Run until shut down; return the process exit status."""
         out = out or sys.stdout
         self.install_signal_handlers()
@@ -187,6 +188,8 @@ class Worker:
                 self.autoscale()
 
     def autoscale(self) -> None:
+        if self.autoscaler is None:  # started without --autoscale: nothing to resize
+            return
         try:
             self.autoscaler.tick()
         except Exception:  # a pool that cannot resize now keeps its size; the worker goes on

@@ -11,7 +11,7 @@ Everything here runs in the pool member that executed the task, as Celery's does
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from djtasks import states
@@ -57,6 +57,7 @@ class Workflow:
     def fail_steps(self, steps: Iterable[Any], exc: BaseException, traceback: str) -> None:
         """Store FAILURE for every task of ``steps`` (chain steps that will never run)."""
         for data in steps:
+            task_ids: Sequence[str | None]
             try:
                 task_ids = result_ids(Signature.from_dict(data, self.app), frozen=True)
             except Exception:  # a step this worker cannot read still has its frozen id

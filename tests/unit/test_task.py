@@ -12,6 +12,7 @@ from django.test import override_settings
 import djtasks
 from djtasks import App, EagerResult, Task, conf, shared_task, states, task
 from djtasks.exceptions import AlreadyRegistered, NotRegistered
+from djtasks.models import TaskResult
 from djtasks.task import Context, current_request
 from tests.unit.memory_broker import drain
 
@@ -532,3 +533,11 @@ def test_task_async_result_handle(app):
     result = mine.AsyncResult("some-id")
     assert result.id == "some-id"
     assert result.app is app
+
+
+@pytest.mark.django_db
+def test_update_state_without_a_state_is_refused_before_the_database():
+    # Found by mypy: a None state reached the store and failed there as an IntegrityError.
+    with pytest.raises(ValueError, match="expected a state"):
+        add.update_state("no-state-id", meta={"current": 1})
+    assert not TaskResult.objects.filter(task_id="no-state-id").exists()

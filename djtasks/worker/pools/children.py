@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 from djtasks.worker.pools.base import OnDone, Outcome, TargetFailure, WorkerLost, deliver
 from djtasks.worker.pools.interrupt import SOFT_LIMIT_SIGNAL
@@ -61,7 +61,7 @@ class Children:
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.slots = [Child() for _ in range(limit)]
-        self.deadlines = Deadlines()  # time limits of the running jobs, keyed by Child
+        self.deadlines: Deadlines[Child] = Deadlines()  # time limits of the running jobs
         self.max_tasks = max_tasks
         self.max_memory = max_memory  # KiB
         self.init_retry = init_retry  # a child whose on_process_init raised waits this long
@@ -82,12 +82,13 @@ class Children:
                 with contextlib.suppress(BlockingIOError):
                     os.read(ready, 512)
                 continue
+            conn = cast(Connection, ready)  # wait() returns what it was given: not an int, a child's
             try:
-                data = ready.recv_bytes()
+                data = conn.recv_bytes()
             except (EOFError, OSError):  # the child is gone
-                self.retire_and_bury(watched[ready])
+                self.retire_and_bury(watched[conn])
                 continue
-            self.handle(watched[ready], data)
+            self.handle(watched[conn], data)
 
     def handle(self, child: Child, data: bytes) -> None:
         try:

@@ -287,6 +287,7 @@ class PreforkPool(Pool):
         child.retire = ""
 
     def _await_ready(self, child: Child) -> None:
+        assert child.conn is not None, "_spawn gave the child its connection"
         try:
             kind, payload = pickle.loads(child.conn.recv_bytes())  # noqa: S301 - our own child wrote it
         except (EOFError, OSError):

@@ -134,7 +134,7 @@ class SoloPool(Pool):
             abandoned = ticket is not None and ticket.settle()
             self._state = State.STOPPED
             self._cond.notify_all()
-        if abandoned:
+        if abandoned and ticket is not None:  # abandoned implies a ticket; said for mypy
             deliver(ticket.on_done, ticket.job, Outcome(lost=WorkerLost(cause=ABANDONED)))
 
     def info(self) -> dict[str, Any]:

@@ -55,7 +55,7 @@ class ThreadsPool(Pool):
         lock = threading.Lock()
         self._cond = threading.Condition(lock)
         self._watcher = threading.Condition(lock)  # wakes the time-limit watcher only
-        self._deadlines = Deadlines()  # keyed by Ticket
+        self._deadlines: Deadlines[Ticket] = Deadlines()
         self._threads_of: dict[Ticket, int] = {}  # running ticket -> its thread's ident
         self._state = State.NEW
         self._queue: queue.SimpleQueue[Ticket | None] = queue.SimpleQueue()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 
 @dataclass(frozen=True)
@@ -66,23 +66,27 @@ class _Clock:
         return min(times, default=math.inf)
 
 
-class Deadlines:
+#: What a pool keys its running jobs by (a Ticket, a Child).
+Key = TypeVar("Key", bound=Hashable)
+
+
+class Deadlines(Generic[Key]):
     """Start times and limits of running jobs, keyed by whatever the pool runs them in.
 
     Not thread-safe: the pool calls it under its own lock. Each limit of a job fires once.
     """
 
     def __init__(self) -> None:
-        self._clocks: dict[Hashable, _Clock] = {}
+        self._clocks: dict[Key, _Clock] = {}
 
-    def start(self, key: Hashable, limits: TimeLimits, now: float) -> None:
+    def start(self, key: Key, limits: TimeLimits, now: float) -> None:
         """Start the clock of the job running in ``key`` (no limits: nothing to watch)."""
         if limits:
             self._clocks[key] = _Clock(now, limits)
         else:
             self._clocks.pop(key, None)
 
-    def finish(self, key: Hashable, hard_enforced: bool = True) -> Timeout | None:
+    def finish(self, key: Key, hard_enforced: bool = True) -> Timeout | None:
         """Stop watching ``key``; return the limit that fired for it (hard over soft), if any.
 
         A pool that cannot enforce a hard limit (``hard_enforced`` false) reports only the
@@ -97,13 +101,13 @@ class Deadlines:
             return Timeout(soft=True, limit=clock.limits.soft)
         return None
 
-    def due(self, now: float) -> list[tuple[Hashable, Timeout]]:
+    def due(self, now: float) -> list[tuple[Key, Timeout]]:
         """Return the limits that passed by ``now``, hard before soft, and mark them fired.
 
         A hard limit that passes with the soft one still pending fires alone: the job is
         about to be killed, warning it first would only race the kill.
         """
-        fired = []
+        fired: list[tuple[Key, Timeout]] = []
         for key, clock in self._clocks.items():
             limits = clock.limits
             if (limits.hard is not None and not clock.hard_fired
