@@ -224,6 +224,24 @@ class Consumer:
         except TimeoutError:  # nothing arrived: keep the AMQP heartbeat going
             self.connection.heartbeat_check()
 
+    def settle(self) -> None:
+        """Poll the connection once, briefly: called before the worker says it is ready.
+
+        kombu's Redis transport subscribes to broadcast (fanout) queues, the mailbox of
+        remote control among them, on its first poll, not when they are declared: a command
+        sent between "ready" and that poll would reach nobody. A message this poll delivers
+        is received as in the loop; an error is left to the loop, which handles it there.
+        """
+        if self.connection is None:
+            return
+        failures: tuple[type[BaseException], ...] = (DatabaseError, *self.connection_errors)
+        try:
+            self.connection.drain_events(timeout=SHORT_DRAIN)
+        except TimeoutError:
+            pass
+        except failures:
+            logger.debug("consumer: first poll failed; the loop deals with it", exc_info=True)
+
     def drain_active(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for running tasks to finish, acknowledging as they do."""
         self.process_completions()

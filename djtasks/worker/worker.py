@@ -124,6 +124,7 @@ class Worker:
             if self.beat is not None:
                 self.beat.start()
             self.eta_release.start()
+            self.consumer.settle()  # "ready" means remote control reaches it (Redis: subscribed)
             logger.info("%s ready.", self.hostname)
             signals.worker_ready.send_robust(sender=self.consumer)
             self.consume_until_stopped()
