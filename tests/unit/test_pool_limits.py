@@ -152,3 +152,10 @@ def test_prefork_replaces_a_child_over_max_memory_per_child(make_pool):
 def test_recycling_options_must_be_positive(option):
     with pytest.raises(ImproperlyConfigured, match=option):
         POOLS["prefork"](1, target, **{option: 0})
+
+
+def test_a_child_reads_its_own_memory_not_the_parents(make_pool):
+    parent = resident_kib()  # the parent's /proc/self/statm is open before the fork
+    pool = make_pool("prefork", limit=1)
+    run(pool, Job("grow", 64 * 1024 * 1024, label="big"))
+    assert run(pool, Job("rss")).value > parent + 32 * 1024  # a fork shares, so not all 64
