@@ -73,7 +73,12 @@ class Consumer:
         self.active: dict[str, tuple[Job, kombu.Message]] = {}
         self.started_at: dict[str, float] = {}  # task id -> time.time() it went to the pool
         self.prefetch_multiplier = max(prefetch_count // max(pool.limit, 1), 1)
-        self.completions: queue.SimpleQueue[tuple[Job, Outcome]] = queue.SimpleQueue()
+        # Finished jobs, and (outcome None) jobs a pool member took after they waited for one.
+        self.completions: queue.SimpleQueue[tuple[Job, Outcome | None]] = queue.SimpleQueue()
+        pool.on_start = self._on_start
+        # Early-ack messages of jobs waiting in the pool for a member: acknowledged when one
+        # takes the job, given back to the queue if none does (the worker stops).
+        self._ack_on_start: set[str] = set()
         self.connection: kombu.Connection | None = None
         self._consumer: kombu.Consumer | None = None
         self._stale: set[str] = set()  # acks_late tasks whose channel died while they ran
@@ -81,7 +86,7 @@ class Consumer:
         # messages received but neither reserved nor settled, and finished jobs not yet
         # reported and settled. Nothing is dropped while the database is away.
         self._unreceived: deque[kombu.Message] = deque()
-        self._unfinished: deque[tuple[Job, Outcome]] = deque()
+        self._unfinished: deque[tuple[Job, Outcome | None]] = deque()
         self.revocations = Revocations(app.backend, keep_for=app.settings.revoke_expires)
         self.workflow = Workflow(app)
         self.requests = RequestHooks(app)
@@ -344,6 +349,9 @@ class Consumer:
             job, message = self.reserved.popleft()
             try:
                 self.start(job, message)
+            except PoolFull:  # a member went away since free_slots(): the next round starts it
+                self.reserved.appendleft((job, message))
+                return
             except DatabaseError:  # not started: it is the first to start once the database answers
                 self.reserved.appendleft((job, message))
                 raise
@@ -363,19 +371,26 @@ class Consumer:
             return
         if not self.deliveries.admit(job, message):  # started too often: dead-lettered
             return
-        if not job.acks_late:
-            message.ack()
         self.active[job.message.id] = (job, message)
         self.started_at[job.message.id] = time.time()
         try:
             self.pool.submit(job, self._on_done)
-        except PoolFull:
+        except PoolFull:  # not started, not acknowledged: dispatch() keeps it first in line
+            del self.active[job.message.id]
+            self.started_at.pop(job.message.id, None)
             raise
         except Exception as exc:  # it cannot reach a pool member (prefork: it does not pickle)
             del self.active[job.message.id]
             self.started_at.pop(job.message.id, None)
+            if not job.acks_late:
+                message.ack()
             self.fail_unsent(job, message, exc)
             return
+        if not job.acks_late:
+            if self.pool.waiting_for_member(job):
+                self._ack_on_start.add(job.message.id)  # _on_start acknowledges it
+            else:
+                message.ack()
         self.stats.totals[job.message.task] += 1
         self.stats.active = len(self.active)
         self.events.started(job)
@@ -431,6 +446,32 @@ class Consumer:
         # Called from a pool thread: hand over to the main thread, which owns the connection.
         self.completions.put((job, outcome))
 
+    def _on_start(self, job: Job) -> None:
+        # A pool thread: a member took a job that waited; the main thread acknowledges it.
+        self.completions.put((job, None))
+
+    def acknowledge_started(self, job: Job) -> None:
+        """Acknowledge the early-ack message of ``job``, which a pool member has now taken."""
+        if job.message.id in self._ack_on_start:
+            self._ack_on_start.discard(job.message.id)
+            _job, message = self.active.get(job.message.id, (job, None))
+            if message is not None:
+                message.ack()
+
+    def give_back(self, job: Job, message: kombu.Message | None) -> None:
+        """Put the message of ``job``, which no pool member took, back on its queue."""
+        self._ack_on_start.discard(job.message.id)
+        self.active.pop(job.message.id, None)
+        self.started_at.pop(job.message.id, None)
+        self.stats.active = len(self.active)
+        if message is None or message.acknowledged:
+            return
+        if job.message.id in self._stale:  # its channel is gone: the broker has it back already
+            self._stale.discard(job.message.id)
+            return
+        logger.info("Task %s: not started; back to its queue", job.label)
+        settle_message(message, Fate.REQUEUE)
+
     def process_completions(self) -> None:
         """Log finished jobs and acknowledge the acks_late ones.
 
@@ -451,10 +492,18 @@ class Consumer:
                 self._unfinished.appendleft((job, outcome))
                 raise
 
-    def complete(self, job: Job, outcome: Outcome) -> None:
+    def complete(self, job: Job, outcome: Outcome | None) -> None:
         """Record the end of ``job`` where the member could not, then settle its message."""
+        if outcome is None:  # not the end: a member took it after it waited
+            self.acknowledge_started(job)
+            return
         _job, message = self.active.get(job.message.id, (job, None))
         signum = self.revocations.terminated_by(job.message.id)  # revoke(terminate=True)
+        if not outcome.started and signum is None:
+            self.give_back(job, message)
+            return
+        if job.message.id in self._ack_on_start:  # it ended (terminated while it waited)
+            self.acknowledge_started(job)
         if signum is not None:
             fate = Fate.ACK
             try:

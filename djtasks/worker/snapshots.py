@@ -62,12 +62,15 @@ def active(consumer: Consumer) -> list[dict[str, Any]]:
     return [job_info(job, message.acknowledged, consumer.app.tasks,
                      time_start=consumer.started_at.get(task_id),
                      worker_pid=consumer.pool.member_pid(job) or None)
-            for task_id, (job, message) in consumer.active.items()]
+            for task_id, (job, message) in consumer.active.items()
+            if not consumer.pool.waiting_for_member(job)]
 
 
 def reserved(consumer: Consumer) -> list[dict[str, Any]]:
-    """The requests received and waiting for a pool slot (or for their rate limit)."""
-    waiting = [*consumer.reserved, *consumer.rate_limits.waiting()]
+    """The requests received and waiting: for a pool process, a pool slot, or their rate limit."""
+    in_pool = [(job, message) for job, message in consumer.active.values()
+               if consumer.pool.waiting_for_member(job)]
+    waiting = [*in_pool, *consumer.reserved, *consumer.rate_limits.waiting()]
     return [job_info(job, message.acknowledged, consumer.app.tasks) for job, message in waiting]
 
 

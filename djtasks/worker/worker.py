@@ -79,9 +79,12 @@ class Worker:
                           for key in ("max_tasks_per_child", "max_memory_per_child")}
         if recycling:
             raise TypeError(f"Worker() got unexpected options {sorted(recycling)}")
+        # Prefork: a job per child waits in the parent, so that a child that is done gets
+        # the next at once instead of after a round trip through this process's loop.
+        backlog = {"backlog_per_child": 1} if forks else {}
         self.pool = POOLS[self.pool_name](self.concurrency, executor,
                                           on_process_init=executor.after_fork if forks else None,
-                                          **self.recycling)
+                                          **self.recycling, **backlog)
         self.consumer = Consumer(app, self.pool, self.queues, self.hostname, self.prefetch_count)
         self.consumer.prefetch_multiplier = multiplier
         self.events = EventSender(
@@ -205,6 +208,7 @@ class Worker:
     def warm_shutdown(self) -> None:
         logger.warning("worker: Warm shutdown (%s)", self.hostname)
         self.consumer.stop_consuming()
+        self.pool.give_back_waiting()  # not started yet: back to the queue, as reserved ones go
         while self.consumer.active:
             self.consumer.drain_active(timeout=1.0)
         self.pool.stop(wait=True)

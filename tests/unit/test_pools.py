@@ -13,6 +13,7 @@ import threading
 import time
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -566,3 +567,147 @@ def test_prefork_never_forks_while_its_supervisor_thread_runs(make_pool: Any) ->
     # (not the pool's) make it legitimately, so it is only checked when the pool forked alone.
     if all(names == ["MainThread"] for names in recorded):
         assert not [warning for warning in caught if "fork" in str(warning.message)]
+
+
+# -- prefork's backlog: jobs that wait in the parent for the first child to free ---------
+@dataclass(frozen=True)
+class LimitedJob:
+    """A picklable job with the attributes pools read time limits from."""
+
+    kind: str
+    seconds: float = 0.0
+    time_limit: float | None = None
+    label: str = "test.job[1]"
+
+
+def limited(job: LimitedJob) -> str:
+    time.sleep(job.seconds)
+    return "slept"
+
+
+def backlog_pool(make_pool: Any, target: Any = dispatch, limit: int = 2) -> Any:
+    return make_pool("prefork", target, limit=limit, backlog_per_child=1)
+
+
+def test_a_busy_pool_takes_one_waiting_job_per_child_then_refuses(make_pool, gates):
+    pool = backlog_pool(make_pool)
+    done = Recorder()
+    assert pool.free_slots() == 4  # two idle children, two places to wait
+    for name in "abcd":
+        pool.submit(("gated", gates.job(name, name)), done)
+    gates.wait_started("a")
+    gates.wait_started("b")
+
+    assert pool.free_slots() == 0
+    assert pool.info()["waiting"] == 2
+    with pytest.raises(PoolFull):
+        pool.submit(("gated", gates.job("e")), done)
+    assert not Path(gates.folder, "c.started").exists()  # waiting in the parent, not in a pipe
+
+
+def test_a_waiting_job_goes_to_the_first_child_that_frees(make_pool, gates):
+    pool = backlog_pool(make_pool)
+    done = Recorder()
+    for name in "abc":
+        pool.submit(("gated", gates.job(name, name)), done)
+    gates.wait_started("a")
+    gates.wait_started("b")
+
+    gates.open("b")  # "a" stays blocked: "c" must not wait behind it
+    gates.wait_started("c")
+    gates.open("c")
+    assert done.wait_for(2)
+    assert sorted(job[1][1] for job, _ in done.calls) == ["b", "c"]
+    assert pool.wait_for_free_slot(timeout=WAIT)
+
+
+def test_a_waiting_job_outlives_a_child_that_dies(make_pool, gates):
+    pool = backlog_pool(make_pool, limit=1)
+    done = Recorder()
+    pool.submit(("exit", 3), done)  # may die before or after the next is queued
+    pool.submit(("echo", "after"), done)
+
+    assert done.outcome(("exit", 3)).lost is not None
+    wait_until(lambda: pool.free_slots() > 0)  # the driving thread replaces the child
+    assert done.outcome(("echo", "after")).value == "after"
+
+
+def test_terminating_a_waiting_job_takes_it_out_before_it_runs(make_pool, gates):
+    pool = backlog_pool(make_pool, limit=1)
+    done = Recorder()
+    running, waiting = ("gated", gates.job("a", "a")), ("gated", gates.job("w", "w"))
+    pool.submit(running, done)
+    pool.submit(waiting, done)
+
+    assert pool.waiting_for_member(waiting)
+    assert not pool.waiting_for_member(running)
+    assert pool.member_pid(waiting) == 0
+    assert pool.kill_job(lambda job: job == waiting, signal.SIGKILL)
+    lost = done.outcome(waiting).lost
+    assert lost is not None
+    assert lost.signum == signal.SIGKILL
+    assert not done.outcome(waiting).started
+    gates.open("a")
+    assert done.outcome(running).value == "a"
+    assert not Path(gates.folder, "w.started").exists()
+
+
+def test_a_waiting_jobs_time_limit_starts_when_a_child_takes_it(make_pool, gates):
+    pool = backlog_pool(make_pool, target=limited, limit=1)
+    done = Recorder()
+    first = LimitedJob("sleep", 0.6, label="first")
+    # Counted from its submit, the limit would kill it while it waits for the first to end.
+    second = LimitedJob("sleep", 0.05, time_limit=0.4, label="second")
+    pool.submit(first, done)
+    pool.submit(second, done)
+
+    assert done.outcome(first).value == "slept"
+    outcome = done.outcome(second)
+    assert outcome.lost is None
+    assert outcome.timeout is None
+    assert outcome.value == "slept"
+
+
+def test_a_stop_gives_the_waiting_jobs_back_unstarted_and_lets_the_running_one_finish(
+        make_pool, gates):
+    pool = backlog_pool(make_pool, limit=1)
+    done = Recorder()
+    running, waiting = ("gated", gates.job("a", "a")), ("echo", "w")
+    pool.submit(running, done)
+    pool.submit(waiting, done)
+    gates.wait_started("a")
+
+    stopping = threading.Thread(target=pool.stop, kwargs={"wait": True})
+    stopping.start()
+    given_back = done.outcome(waiting)  # at once, while "a" still runs
+    assert not given_back.started
+    assert given_back.lost is not None
+    assert "before a process took the job" in str(given_back.lost)
+    gates.open("a")
+    stopping.join(WAIT)
+    assert done.outcome(running).value == "a"
+    assert done.outcome(running).started
+
+
+def test_a_cold_stop_gives_the_waiting_jobs_back_unstarted(make_pool, gates):
+    pool = backlog_pool(make_pool, limit=1)
+    done = Recorder()
+    pool.submit(("gated", gates.job("a")), done)
+    pool.submit(("echo", 3), done)
+
+    pool.stop(wait=False)
+    assert not done.outcome(("echo", 3)).started
+
+
+def test_on_start_hears_of_a_waiting_job_when_a_child_takes_it(make_pool, gates):
+    pool = backlog_pool(make_pool, limit=1)
+    done, taken = Recorder(), []
+    pool.on_start = taken.append
+    first, second = ("gated", gates.job("a", "a")), ("echo", "b")
+    pool.submit(first, done)  # a child takes it inside submit(): no on_start
+    pool.submit(second, done)
+    assert taken == []
+
+    gates.open("a")
+    assert done.outcome(second).value == "b"
+    assert taken == [second]

@@ -105,6 +105,9 @@ class Outcome:
     lost: WorkerLost | None = None
     #: A time limit the job ran past: soft (raised inside it), or hard (its member killed).
     timeout: Timeout | None = None
+    #: False: no member ever took the job (it waited, and a stop or a terminate took it
+    #: back); ``lost`` says why. Its message can go back to the queue untouched.
+    started: bool = True
 
     def __post_init__(self) -> None:
         if self.error is not None and self.lost is not None:
@@ -161,6 +164,9 @@ class Pool(ABC):
         self.on_process_init = on_process_init
         self.max_tasks_per_child = max_tasks_per_child
         self.max_memory_per_child = max_memory_per_child
+        #: Called (from a pool thread) when a member takes a job that had to wait for one,
+        #: after submit() returned: the worker acknowledges an early-ack message then.
+        self.on_start: Callable[[Any], None] | None = None
 
     @abstractmethod
     def start(self) -> None:
@@ -208,6 +214,13 @@ class Pool(ABC):
     def member_pid(self, job: Any) -> int:
         """Return the pid of the process running ``job`` (in-process pools: this one)."""
         return os.getpid()
+
+    def waiting_for_member(self, job: Any) -> bool:
+        """True while ``job`` was accepted but no member runs it yet (Celery's "reserved")."""
+        return False
+
+    def give_back_waiting(self) -> None:  # noqa: B027 - pools whose jobs never wait have none
+        """Report every job still waiting for a member as never started (a warm stop's first step)."""
 
 
 class State(enum.Enum):

@@ -1,7 +1,10 @@
 """The prefork pool: forked child processes run jobs sent to them over pipes (processes layer).
 
 The parent keeps one duplex pipe per child. It pickles a job onto an idle child's pipe;
-the child runs ``target(job)`` and pickles back ``("done", Outcome)``. A supervisor thread
+the child runs ``target(job)`` and pickles back ``("done", Outcome)``. With
+``backlog_per_child``, while every child is busy, that many jobs per child wait in the
+parent and go to the first child that frees (``children.py``); ``free_slots()`` counts
+those places too. A supervisor thread
 in the parent waits on every pipe plus a wake-up pipe (used to stop it). A pipe that reads
 end-of-file means its child died; ``os.waitpid`` then says how, the child's job (if any)
 is reported lost, and a new child takes the slot. A periodic sweep of ``waitpid`` catches
@@ -51,8 +54,9 @@ from djtasks.worker.pools.base import (
     PoolStartError,
     State,
     Target,
+    WorkerLost,
 )
-from djtasks.worker.pools.children import Child, Children, Slot
+from djtasks.worker.pools.children import Child, Children, Slot, Waiting, send_job
 from djtasks.worker.pools.process import fork_child, send_signal
 from djtasks.worker.pools.timelimits import TimeLimits
 
@@ -72,11 +76,14 @@ class PreforkPool(Pool):
     def __init__(self, limit: int, target: Target, *,
                  on_process_init: Callable[[], None] | None = None,
                  max_tasks_per_child: int | None = None,
-                 max_memory_per_child: int | None = None) -> None:
+                 max_memory_per_child: int | None = None, backlog_per_child: int = 0) -> None:
         super().__init__(limit, target, on_process_init=on_process_init,
                          max_tasks_per_child=max_tasks_per_child,
                          max_memory_per_child=max_memory_per_child)
-        self._children = Children(limit, max_tasks_per_child, max_memory_per_child, INIT_RETRY)
+        if backlog_per_child < 0:
+            raise ValueError(f"backlog_per_child: expected 0 or more, got {backlog_per_child}")
+        self._children = Children(limit, max_tasks_per_child, max_memory_per_child, INIT_RETRY,
+                                  backlog_per_child)
         self._lock, self._cond = self._children.lock, self._children.cond
         self._control = threading.Lock()  # one at a time: supervisor stop/start, forks, stop()
         self._state = State.NEW
@@ -113,7 +120,11 @@ class PreforkPool(Pool):
     def free_slots(self) -> int:
         self._replace_dead()
         with self._lock:
-            return len(self._children.in_state(Slot.IDLE)) if self._state is State.RUNNING else 0
+            return self._room() if self._state is State.RUNNING else 0
+
+    def _room(self) -> int:
+        # Under the lock: idle children, then places to wait for one.
+        return len(self._children.in_state(Slot.IDLE)) + self._children.backlog_room()
 
     def submit(self, job: Any, on_done: OnDone) -> None:
         """Send ``job`` to an idle child; raise TypeError if it does not pickle.
@@ -129,18 +140,19 @@ class PreforkPool(Pool):
             raise TypeError(f"expected a picklable job, got {_describe(job)}: {exc}") from exc
         self._replace_dead()
         with self._lock:
-            idle = self._children.in_state(Slot.IDLE) if self._state is State.RUNNING else []
-            if not idle or idle[0].conn is None:
-                raise PoolFull(f"all {self.limit} processes are busy, or the pool is not running")
-            child, conn = idle[0], idle[0].conn
-            child.state, child.job, child.on_done = Slot.BUSY, job, on_done
-            limits = TimeLimits.of(job)
-            self._children.deadlines.start(child, limits, time.monotonic())
-        with contextlib.suppress(OSError):
-            # On failure the child is dead: the supervisor sees its pipe close and reports
-            # this job lost.
-            conn.send_bytes(data)
-        if limits:
+            if self._state is not State.RUNNING:
+                raise PoolFull("the pool is not running")
+            entry = Waiting(job, data, on_done, self.on_start)
+            idle = [child for child in self._children.in_state(Slot.IDLE) if child.conn is not None]
+            if idle:
+                conn = self._children.assign(idle[0], entry, time.monotonic())
+            elif self._children.backlog_room():
+                self._children.waiting.append(entry)  # the supervisor sends it on
+                return
+            else:
+                raise PoolFull(f"all {self.limit} processes are busy, and as many jobs as may wait do")
+        send_job(conn, data)
+        if TimeLimits.of(job):
             self._wake_supervisor()  # it sleeps until the earliest limit it knows of
 
     def wait_for_free_slot(self, timeout: float | None) -> bool:
@@ -150,7 +162,7 @@ class PreforkPool(Pool):
             with self._lock:
                 if self._state is not State.RUNNING:
                     return False
-                if self._children.in_state(Slot.IDLE):
+                if self._room():
                     return True
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
@@ -175,6 +187,10 @@ class PreforkPool(Pool):
                 return
             self._state = State.STOPPING
             self._cond.notify_all()
+        # Waiting jobs never started: as the worker's reserved messages, they go back, warm
+        # stop or cold (their on_done says so, and the worker requeues their messages).
+        self._children.give_back_waiting()
+        with self._lock:
             if wait:
                 self._cond.wait_for(lambda: not self._children.in_state(Slot.BUSY))
         with self._control:
@@ -193,13 +209,15 @@ class PreforkPool(Pool):
                 "state": self._state.value,
                 "processes": [child.pid for child in self._children.alive()],
                 "running": len(self._children.in_state(Slot.BUSY)),
+                "waiting": len(self._children.waiting),
             }
 
     def kill_job(self, match: Callable[[Any], bool], sig: int) -> bool:
         """Send ``sig`` to the child running the first job ``match`` accepts; True if found.
 
         The child ignores SIGINT and SIGTERM, so those do nothing; SIGKILL makes the job's
-        on_done report it lost, and the child is replaced. ``match`` runs under the pool's
+        on_done report it lost, and the child is replaced. A job still waiting for a child
+        is taken out and reported lost by ``sig`` at once. ``match`` runs under the pool's
         lock: keep it a plain comparison.
         """
         with self._lock:
@@ -207,7 +225,18 @@ class PreforkPool(Pool):
                 if child.on_done is not None and match(child.job):
                     send_signal(child.pid, sig)
                     return True
-        return False
+            entry = self._children.take_waiting(match)
+        if entry is None:
+            return False
+        entry.give_back(WorkerLost(signum=sig, cause="stopped before a process took it"))
+        return True
+
+    def give_back_waiting(self) -> None:
+        self._children.give_back_waiting()
+
+    def waiting_for_member(self, job: Any) -> bool:
+        with self._lock:
+            return any(entry.job is job for entry in self._children.waiting)
 
     def member_pid(self, job: Any) -> int:
         """Return the pid of the child running ``job`` (0 if none is)."""
