@@ -29,6 +29,12 @@ app.conf.update(
     worker_send_task_events=False,
     broker_connection_retry_on_startup=True,
 )
+if RESULT_BACKEND == "django-db":
+    # Celery's Django fix-up closes the database connections before and after every task
+    # unless this is set; then it closes them every 2 x this many tasks. Like djtasks'
+    # CONN_MAX_AGE=60, it gives the worker a connection it keeps (BENCH_CELERY_DB_REUSE_MAX=0:
+    # Celery's default, a new connection for every task).
+    app.conf.CELERY_DB_REUSE_MAX = int(os.environ.get("BENCH_CELERY_DB_REUSE_MAX", "100000")) or None
 
 
 @app.task(name="bench.benchapp.tasks.noop")
