@@ -69,13 +69,15 @@ def table(cases: list[Case], titles: dict[str, str], system_titles: dict[str, st
 def chord_table(cases: list[Case], titles: dict[str, str], system_titles: dict[str, str],
                 sizes: list[int]) -> str:
     """Return the Markdown table of the chord phases, one row per broker, system and size."""
-    rows = [(case, size, _chord_of(case, size)) for case in cases for size in sizes]
+    # A system without the broker ("n/a") gets one row, not one per size.
+    rows = [(case, size, _chord_of(case, size)) for case in cases
+            for size in (sizes[:1] if case.note == "n/a" else sizes)]
 
     def cells(row: tuple[Case, int, dict]) -> list[str]:
         case, size, chord = row
         if "rate" in chord:
             return [f"{size:,}", _rate(chord["rate"]), f"{chord['seconds']:.2f}", f"{chord['sent']:.2f}"]
-        return [f"{size:,}", *_missing(case, chord, 3)]
+        return ["n/a" if case.note == "n/a" else f"{size:,}", *_missing(case, chord, 3)]
 
     return _rows_table(CHORD_HEADER, rows, titles, system_titles, cells,
                        lambda row: bool(row[2].get("busy")), "or right after the chord")

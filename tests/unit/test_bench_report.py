@@ -49,6 +49,12 @@ def test_chord_table_has_a_row_per_size_and_marks_a_missing_one():
     assert lines[3] == "|  | djtasks | 10,000 | failed |  |  |"
 
 
+def test_chord_table_gives_a_system_without_the_broker_one_row():
+    case = Case("rabbitmq", "djtasks", note="n/a")
+    lines = chord_table([case], TITLES, SYSTEM_TITLES, [1000, 10000]).splitlines()
+    assert lines[2:] == ["| RabbitMQ (amqp://) | djtasks | n/a | n/a | n/a | n/a |"]
+
+
 def test_rows_of_a_system_without_them_say_not_applicable():
     case = Case("rabbitmq", "celery-djangodb", threads={"note": "n/a"}, memory={"note": "n/a"})
     assert threads_table([case], TITLES, SYSTEM_TITLES).splitlines()[2].endswith("| n/a | n/a |")
