@@ -6,9 +6,10 @@
 
 djtasks has one result store, the database: PostgreSQL (alias ``default``) except on the
 SQLite broker, where results go to SQLite too. Celery cannot use a Django database as
-broker or result store, so on the django:// brokers it has no row, and on RabbitMQ and
-Redis it stores results with its redis backend, its usual production choice (its
-``db+postgresql://`` backend needs SQLAlchemy, which is not installed here).
+broker, so on the django:// brokers it has no row. On RabbitMQ and Redis it stores results
+with its redis backend, its usual production choice, or (system ``celery-djangodb``) with
+django-celery-results in PostgreSQL; its ``db+postgresql://`` backend needs SQLAlchemy,
+which is not installed here.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from celery import chord
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
 from bench import queues
-from bench.celeryapp import app, noop, number, stamp, total
+from bench.celeryapp import app, noop, number, pause, stamp, total
 
 #: Celery's keys in the benchmark's result database: task results and chord joins.
 RESULT_KEYS = ("celery-task-meta-*", "celery-taskset-meta-*")
@@ -32,6 +32,9 @@ class Side:
         if ignore_result:
             return noop.apply_async(ignore_result=True).id
         return noop.delay().id
+
+    def send_pause(self) -> str:
+        return pause.apply_async(ignore_result=True).id
 
     def send_stamp(self) -> str:
         return stamp.delay().id
@@ -68,8 +71,16 @@ class Side:
         queues.delete(self.queue, self.channel, self.connection)
 
     def reset_results(self) -> None:
-        """Delete Celery's result and chord keys from the benchmark's own redis database."""
+        """Delete Celery's results and chord joins: keys of the benchmark's own redis database,
+        or django-celery-results' rows in the benchmark's PostgreSQL database."""
         url = self.app.conf.result_backend
+        if url == "django-db":
+            # Here, not at the top: only this backend has django.setup() run (bench.celeryapp).
+            from django_celery_results.models import ChordCounter, GroupResult, TaskResult
+
+            for model in (TaskResult, GroupResult, ChordCounter):
+                model.objects.all().delete()
+            return
         if not url or not url.startswith("redis://"):
             return
         client = redis.Redis.from_url(url)

@@ -7,12 +7,17 @@ as JSON, for ``bench.suite`` to read.
 Steps:
 
 - ``reset``: empty the queue and the results of earlier runs;
-- ``enqueue --n N [--ignore-result]``: publish a stamp, N no-op tasks (timed), a stamp;
+- ``enqueue --n N [--ignore-result] [--task pause]``: publish a stamp, N no-op tasks (timed),
+  a stamp; with ``--task pause``, N tasks that sleep 10 ms (results off);
 - ``drain --n N --stamps A,B --noops X,Y [--ignore-result]``: wait until stamp B ran;
   the drain rate is (N + 1) / (B's clock - A's clock), both read in the worker;
 - ``latency --n M``: M sequential ``noop.delay().get()`` round trips, after a warm-up;
 - ``chord --n N``: one round trip (untimed), then ``chord(N x number.s(i))(total.s())``
   timed from the call that sends it until the body's value is read; checks the sum;
+- ``feed --n N``: publish N no-ops (results off) and a stamp to a running worker; wait
+  until the stamp ran (the memory row);
+- ``fill --results R --messages M``: djtasks only, add R finished results and M messages
+  waiting on another queue to the PostgreSQL tables (the cost-growth row);
 - ``cleanup``: purge and delete the queue, delete the results.
 """
 
@@ -48,19 +53,22 @@ class Progress:
         print(f"    {self.label}: {text} ({self.last - self.started:.0f} s)", file=sys.stderr, flush=True)
 
 
-def enqueue(side: Any, n: int, ignore_result: bool, label: str, routing_rules: int = 0) -> dict:
-    """Publish stamp, N no-ops, stamp; time the N publishes alone.
+def enqueue(side: Any, n: int, ignore_result: bool, label: str, routing_rules: int = 0,
+            task: str = "noop") -> dict:
+    """Publish stamp, N no-ops (or with ``task="pause"`` N 10 ms sleeps), stamp; time the N
+    publishes alone.
 
     ``routing_rules`` enabled RoutingRule rows (none by default) route the tasks meanwhile.
     """
     side.purge()
     side.install_routing_rules(routing_rules)
+    send = side.send_pause if task == "pause" else lambda: side.send_noop(ignore_result)
     first_stamp = side.send_stamp()  # also connects: connecting is not publishing
     progress = Progress(f"{label} enqueue")
     started = time.perf_counter()
-    first_noop = last_noop = side.send_noop(ignore_result)
+    first_noop = last_noop = send()
     for i in range(1, n):
-        last_noop = side.send_noop(ignore_result)
+        last_noop = send()
         if i % 256 == 0 and progress.due():
             progress.show(f"{i:,}/{n:,} published, {i / (time.perf_counter() - started):,.0f}/s")
     seconds = time.perf_counter() - started
@@ -78,9 +86,19 @@ def enqueue(side: Any, n: int, ignore_result: bool, label: str, routing_rules: i
 def drain(side: Any, n: int, stamps: list[str], noops: list[str], ignore_result: bool,
           label: str) -> dict:
     """Wait for the closing stamp; check what the no-ops stored; return the worker-side rate."""
-    progress = Progress(f"{label} drain")
+    wait_for_stamp(side, stamps[1], Progress(f"{label} drain"))
+    started, finished = side.value(stamps[0]), side.value(stamps[1])
+    expected = "PENDING" if ignore_result else "SUCCESS"
+    found = [side.state(task_id) for task_id in noops]
+    if found != [expected, expected]:
+        raise SystemExit(f"expected the first and last no-op {expected}, found {found}")
+    return {"seconds": finished - started, "rate": (n + 1) / (finished - started)}
+
+
+def wait_for_stamp(side: Any, stamp: str, progress: Progress) -> None:
+    """Return once ``stamp`` has run; fail when the queue stops moving for STALL seconds."""
     moved_at, last_size = time.monotonic(), None
-    while side.state(stamps[1]) != "SUCCESS":
+    while side.state(stamp) != "SUCCESS":
         if progress.due():
             size = side.queue_size()
             progress.show(f"{size:,} waiting in the queue")
@@ -89,12 +107,19 @@ def drain(side: Any, n: int, stamps: list[str], noops: list[str], ignore_result:
             elif time.monotonic() - moved_at > STALL:
                 raise SystemExit(f"the queue stayed at {size} for {STALL:.0f} s")
         time.sleep(POLL)
-    started, finished = side.value(stamps[0]), side.value(stamps[1])
-    expected = "PENDING" if ignore_result else "SUCCESS"
-    found = [side.state(task_id) for task_id in noops]
-    if found != [expected, expected]:
-        raise SystemExit(f"expected the first and last no-op {expected}, found {found}")
-    return {"seconds": finished - started, "rate": (n + 1) / (finished - started)}
+
+
+def feed(side: Any, n: int, label: str) -> dict:
+    """Publish N no-ops (results off) and a stamp to a running worker; wait for the stamp."""
+    progress = Progress(f"{label} feed")
+    started = time.perf_counter()
+    for i in range(n):
+        side.send_noop(True)
+        if i % 256 == 0 and progress.due():
+            progress.show(f"{i:,}/{n:,} published")
+    wait_for_stamp(side, side.send_stamp(), progress)
+    seconds = time.perf_counter() - started
+    return {"n": n, "seconds": seconds}
 
 
 def latency(side: Any, n: int, label: str) -> dict:
@@ -165,13 +190,17 @@ def reset(side: Any) -> dict:
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.client")
     parser.add_argument("system", choices=["djtasks", "celery"])
-    parser.add_argument("step", choices=["reset", "enqueue", "drain", "latency", "chord", "cleanup"])
+    parser.add_argument("step", choices=["reset", "enqueue", "drain", "latency", "chord", "feed", "fill",
+                                         "cleanup"])
     parser.add_argument("--n", type=int, default=0)
     parser.add_argument("--ignore-result", action="store_true")
     parser.add_argument("--stamps", default="")
     parser.add_argument("--noops", default="")
     parser.add_argument("--label", default="")
     parser.add_argument("--routing-rules", type=int, default=0)
+    parser.add_argument("--task", choices=["noop", "pause"], default="noop")
+    parser.add_argument("--results", type=int, default=0)
+    parser.add_argument("--messages", type=int, default=0)
     return parser.parse_args(argv)
 
 
@@ -181,7 +210,7 @@ def main(argv: list[str]) -> None:
     label = args.label or args.system
     try:
         if args.step == "enqueue":
-            outcome = enqueue(side, args.n, args.ignore_result, label, args.routing_rules)
+            outcome = enqueue(side, args.n, args.ignore_result, label, args.routing_rules, args.task)
         elif args.step == "drain":
             outcome = drain(side, args.n, args.stamps.split(","), args.noops.split(","),
                             args.ignore_result, label)
@@ -189,6 +218,11 @@ def main(argv: list[str]) -> None:
             outcome = latency(side, args.n, label)
         elif args.step == "chord":
             outcome = chord(side, args.n, label)
+        elif args.step == "feed":
+            outcome = feed(side, args.n, label)
+        elif args.step == "fill":
+            side.fill(args.results, args.messages)
+            outcome = {}
         else:
             outcome = {"reset": reset, "cleanup": cleanup}[args.step](side)
     finally:

@@ -7,6 +7,7 @@
 djtasks itself is configured by DJTASKS_* variables, which ``bench.systems`` sets per run.
 """
 
+import importlib.util
 import tempfile
 from pathlib import Path
 
@@ -22,6 +23,9 @@ SECRET_KEY = "djtasks-bench-not-secret"
 USE_TZ = True
 TIME_ZONE = "UTC"
 INSTALLED_APPS = ["djtasks", "bench.benchapp"]
+# Celery's Django result backend (the celery-djangodb system), when the bench extra is installed.
+if importlib.util.find_spec("django_celery_results") is not None:
+    INSTALLED_APPS.append("django_celery_results")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 DATABASES = {
     "default": {**env.db_url_config(POSTGRES_URL), "CONN_MAX_AGE": CONN_MAX_AGE},

@@ -15,11 +15,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class System:
+    """One system under test; ``side`` names its client module (``bench.<side>_side``)."""
+
     key: str
     title: str
+    side: str  # "djtasks" or "celery"
+    # Celery's result backend when it is not the broker's (``django-db``: django-celery-results).
+    results: str | None = None
+    # Only the results-on phase and its round trips (no results-off, threads or memory rows).
+    stored_only: bool = False
+    # At most this many round trips (a backend that polls every 0.5 s takes long).
+    latency_cap: int | None = None
 
     def supports(self, broker: Broker) -> bool:
-        return self.key == "djtasks" or broker.celery_broker is not None
+        return self.side == "djtasks" or broker.celery_broker is not None
 
     def worker_argv(self, queue: str, *, concurrency: int, pool: str,
                     events: bool = False) -> list[str]:
@@ -29,7 +38,7 @@ class System:
         """
         common = ["-Q", queue, "-c", str(concurrency), "-P", pool, "-l", "INFO",
                   "-n", f"bench-{self.key}@%h", *(["-E"] if events else [])]
-        if self.key == "djtasks":
+        if self.side == "djtasks":
             return [sys.executable, "-m", "django", "runworker", *common]
         return [sys.executable, "-m", "celery", "-A", "bench.celeryapp", "worker", *common,
                 "--without-gossip", "--without-mingle", "--without-heartbeat"]
@@ -40,17 +49,21 @@ class System:
         base = {k: v for k, v in os.environ.items() if not k.startswith("DJTASKS_")}
         base.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", BENCH_QUEUE=queue,
                     DJANGO_SETTINGS_MODULE="bench.settings")
-        if self.key == "djtasks":
+        if self.side == "djtasks":
             base.update(DJTASKS_BROKER_URL=broker.djtasks_broker,
                         DJTASKS_RESULT_BACKEND=broker.djtasks_results,
                         DJTASKS_TASK_DEFAULT_QUEUE=queue)
         else:
             base.update(BENCH_CELERY_BROKER_URL=broker.celery_broker or "",
-                        BENCH_CELERY_RESULT_BACKEND=broker.celery_results or "")
+                        BENCH_CELERY_RESULT_BACKEND=self.results or broker.celery_results or "")
         return base
 
 
 SYSTEMS = {
-    "djtasks": System("djtasks", "djtasks"),
-    "celery": System("celery", f"Celery {version('celery')}"),
+    "djtasks": System("djtasks", "djtasks", "djtasks"),
+    "celery": System("celery", f"Celery {version('celery')}", "celery"),
+    # What a Django user of Celery has: results in the bench's PostgreSQL database. Its
+    # AsyncResult.get() polls the database every 0.5 s (Celery's default interval).
+    "celery-djangodb": System("celery-djangodb", f"Celery {version('celery')} + django-celery-results",
+                              "celery", results="django-db", stored_only=True, latency_cap=200),
 }

@@ -19,6 +19,12 @@ def stamp():
 
 
 @task
+def pause():
+    """Sleep 10 ms: the task of the threads-pool row, a stand-in for waiting on I/O."""
+    time.sleep(0.01)
+
+
+@task
 def number(i):
     """Return ``i``: a chord header task, a no-op that gives the body something to add."""
     return i
