@@ -237,11 +237,12 @@ class Channel(DurableBindings, virtual.Channel):
         with self._lease_lock:
             self._leased.discard(row_id)
         pending = self._acks.add(row_id)
-        if pending >= MAX_PENDING_ACKS or self._renewer is None:
+        renewer = self._renewer  # a close from another thread may drop it meanwhile
+        if pending >= MAX_PENDING_ACKS or renewer is None:
             self.flush_acks()
         else:
             # The renewer deletes what no fetch or wait of the consumer took meanwhile.
-            self._renewer.flush_soon()
+            renewer.flush_soon()
         self._wake_consumer()
 
     def flush_acks(self) -> bool:
