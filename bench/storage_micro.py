@@ -15,6 +15,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 
 import django
 
@@ -26,44 +27,99 @@ def timed(label: str, count: int, run: Callable[[], None]) -> None:
     print(f"  {label:<46} {wall / count * 1e6:8.1f} us/op  (cpu {cpu / count * 1e6:6.1f} us)")
 
 
-def acks(alias: str, n: int) -> None:
-    from django.db import connections
+def ready_rows(alias: str, queue: str, n: int) -> list[int]:
+    """Insert ``n`` ready messages into ``queue``; return their row ids."""
     from django.utils import timezone
     from kombu.utils.json import dumps
 
     from djtasks.models import QueueMessage
+
+    now = timezone.now()
+    rows = [QueueMessage(queue=queue, payload=dumps({"n": i}), priority=0, visible_at=now,
+                         created_at=now) for i in range(n)]
+    QueueMessage.objects.using(alias).bulk_create(rows)
+    return list(QueueMessage.objects.using(alias).filter(queue=queue).values_list("id", flat=True))
+
+
+def acks(alias: str, n: int) -> None:
+    from django.db import connections
+
     from djtasks.transport.statements import build
 
     sql = build(connections[alias])
     if "{ids}" not in sql.ack:
         print("  ack: (this checkout deletes one row per ack only; not measured)")
         return
-    queue = f"micro-{uuid.uuid4().hex[:8]}"
-    now = timezone.now()
 
-    def fill() -> list[int]:
-        rows = [QueueMessage(queue=queue, payload=dumps({"n": i}), priority=0, visible_at=now,
-                             created_at=now) for i in range(n)]
-        QueueMessage.objects.using(alias).bulk_create(rows)
-        return list(QueueMessage.objects.using(alias).filter(queue=queue).values_list("id", flat=True))
+    def deletes(size: int) -> Callable[[], None]:
+        ids = ready_rows(alias, f"micro-{uuid.uuid4().hex[:8]}", n)
 
-    def one_by_one(ids: list[int]) -> Callable[[], None]:
-        def run() -> None:
-            with connections[alias].cursor() as cursor:
-                for row_id in ids:
-                    cursor.execute(*sql.with_ids(sql.ack, [row_id]))
-        return run
-
-    def batched(ids: list[int], size: int) -> Callable[[], None]:
         def run() -> None:
             with connections[alias].cursor() as cursor:
                 for start in range(0, len(ids), size):
                     cursor.execute(*sql.with_ids(sql.ack, ids[start:start + size]))
         return run
 
-    timed("ack: one DELETE per message", n, one_by_one(fill()))
-    for size in (8, 32):
-        timed(f"ack: one DELETE per {size} messages", n, batched(fill(), size))
+    for size in (1, 8, 32):
+        timed(f"ack: one DELETE per {size} message(s)", n, deletes(size))
+
+
+def fetch_rounds(alias: str, n: int) -> None:
+    """A consumer's round: lease 8 rows and delete the 8 acked since the round before."""
+    from django.db import connections
+    from django.utils import timezone
+
+    from djtasks.transport.statements import build, fetch_params
+
+    sql = build(connections[alias])
+    if getattr(sql, "fetch_acking", None) is None:
+        return
+    lease_until = timezone.now() + timedelta(hours=1)
+
+    def rounds(together: bool) -> Callable[[], None]:
+        queue = f"micro-{uuid.uuid4().hex[:8]}"
+        acked = ready_rows(alias, f"{queue}-acked", n)
+        ready_rows(alias, queue, n)
+
+        def run() -> None:
+            with connections[alias].cursor() as cursor:
+                for start in range(0, n, 8):
+                    params = fetch_params(sql, queue, timezone.now(), lease_until, 8)
+                    ids = acked[start:start + 8]
+                    if together:
+                        cursor.execute(sql.fetch_acking, [ids, *params])
+                    else:
+                        cursor.execute(*sql.with_ids(sql.ack, ids))
+                        cursor.execute(sql.fetch, params)
+                    cursor.fetchall()
+        return run
+
+    timed("fetch 8 and delete 8 acked: two statements", n, rounds(together=False))
+    timed("fetch 8 and delete 8 acked: one statement", n, rounds(together=True))
+
+
+def consume(alias: str, n: int) -> None:
+    """A kombu consumer on django:// (prefetch 8) that acks every message, in this process."""
+    from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+    name = f"micro-{uuid.uuid4().hex[:8]}"
+    queue = Queue(name, Exchange(name, type="direct"), routing_key=name)
+    with Connection(f"django://{alias}") as conn:
+        producer = Producer(conn)
+        for i in range(n):
+            producer.publish(i, exchange=queue.exchange, routing_key=name, declare=[queue])
+        received = []
+
+        def on_message(body: object, message: object) -> None:
+            received.append(body)
+            message.ack()  # type: ignore[attr-defined]
+
+        def run() -> None:
+            with Consumer(conn, [queue], callbacks=[on_message], prefetch_count=8):
+                while len(received) < n:
+                    conn.drain_events(timeout=10)
+
+        timed("consume and ack (kombu, prefetch 8)", n, run)
 
 
 def chords(alias: str, n: int) -> None:
@@ -111,7 +167,7 @@ def main() -> None:
     for alias, name in (("default", "PostgreSQL"), ("sqlite", "SQLite")):
         call_command("migrate", database=alias, verbosity=0)
         print(f"{name} ({connections[alias].vendor}), n={options.n}")
-        for measure in (acks, chords, results):
+        for measure in (acks, fetch_rounds, consume, chords, results):
             measure(alias, options.n)
 
 
