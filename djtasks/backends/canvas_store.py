@@ -1,10 +1,15 @@
 """CanvasStore: groups, chord counters and revoked ids in a Django database (storage layer).
 
 The database half of a ResultBackend that DatabaseBackend builds on. A chord is joined by
-counting: each header task that finishes, in one transaction, inserts its ChordPart (a
-duplicate delivery inserts nothing and counts nothing) and decrements the counter. The
-part is inserted first because on SQLite the first statement of a transaction must be a
-write: two workers then queue on the write lock instead of one failing to upgrade its read.
+counting: each header task that finishes inserts its ChordPart (a duplicate delivery
+inserts nothing and counts nothing) and decrements the counter, both or neither.
+
+On PostgreSQL a part that is not the last is counted in one autocommit statement: one
+round trip. The last part, a failed one, and every part on SQLite are counted in a
+transaction that stays open while the caller publishes (or fails) the body, so that a
+crash before the publish takes the count back and the redelivered message joins again.
+The part is inserted first because on SQLite the first statement of a transaction must be
+a write: two workers then queue on the write lock instead of one failing to upgrade its read.
 """
 
 from __future__ import annotations
@@ -15,11 +20,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, transaction
-from django.db.models import F
+from django.db import IntegrityError, connections, transaction
 from django.db.models.constants import OnConflict
 from django.utils import timezone
 
+from djtasks.backends import chord_statements
 from djtasks.backends.base import ChordJoin, ResultBackend
 from djtasks.backends.in_lists import in_batches
 from djtasks.models import ChordCounter, ChordPart, GroupResult, RevokedTask, TaskResult
@@ -61,8 +66,29 @@ class CanvasStore(ResultBackend):
 
     @contextlib.contextmanager
     def chord_part_done(self, group_id: str, task_id: str, *, failed: bool) -> Iterator[ChordJoin | None]:
+        if not failed and self._counted_unless_last(group_id, task_id):
+            yield None  # neither the last part nor a failure: nothing for the caller to do
+            return
         with transaction.atomic(using=self.alias):
             yield self._count_part(group_id, task_id, failed=failed)
+
+    def _counted_unless_last(self, group_id: str, task_id: str) -> bool:
+        """Count a part in one autocommit statement, if it is not the last; True if counted.
+
+        PostgreSQL only, and only outside a transaction (a failed statement would break
+        the caller's). False sends the part to the transaction: the last part, a
+        duplicate, a part of an unknown chord.
+        """
+        connection = connections[self.alias]
+        if connection.vendor != "postgresql" or connection.in_atomic_block:
+            return False
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(chord_statements.count_unless_last(self.alias),
+                               [group_id, group_id, task_id, task_id])
+                return cursor.rowcount == 1
+        except IntegrityError:  # its duplicate was counted at the same moment
+            return False
 
     def _count_part(self, group_id: str, task_id: str, *, failed: bool) -> ChordJoin | None:
         # Runs inside the transaction; after the UPDATE this transaction holds the counter
@@ -70,12 +96,15 @@ class CanvasStore(ResultBackend):
         if not self._insert_part(group_id, task_id):
             logger.debug("chord %s: task %s was counted before", group_id, task_id)
             return None
-        counter = ChordCounter.objects.using(self.alias).filter(group_id=group_id)
-        if not counter.update(remaining=F("remaining") - 1):
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(chord_statements.decrement(self.alias), [group_id])
+            counted = cursor.fetchone()
+        if counted is None:
             logger.debug("chord %s: no counter stored, task %s not counted", group_id, task_id)
             ChordPart.objects.using(self.alias).filter(group_id=group_id, task_id=task_id).delete()
             return None
-        remaining, already_failed = counter.values_list("remaining", "failed").get()
+        remaining, already_failed = counted[0], bool(counted[1])
+        counter = ChordCounter.objects.using(self.alias).filter(group_id=group_id)
         if remaining == 0:
             # Done counting: a part delivered again from now on drives remaining below 0.
             ChordPart.objects.using(self.alias).filter(group_id=group_id).delete()

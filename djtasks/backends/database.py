@@ -93,24 +93,10 @@ class DatabaseBackend(CanvasStore):
                 row.args, row.kwargs = info.args, info.kwargs
                 update += ["args", "kwargs"]
             update += _timings(row, info)
-        if self.is_postgres:
-            self._upsert_and_notify(row, tuple(update), guarded)
-            return
-        if guarded:
-            self._upsert(row, tuple(update), guarded)
-            return
-        TaskResult.objects.using(self.alias).bulk_create(
-            [row], update_conflicts=True, unique_fields=["task_id"], update_fields=update,
-        )
-
-    def _upsert_and_notify(self, row: TaskResult, update: tuple[str, ...], guarded: bool) -> None:
-        # The hot path of every worker: one autocommit statement that upserts the row and
-        # NOTIFYs its id, instead of BEGIN, upsert, NOTIFY and COMMIT (four round trips).
-        # The ORM cannot say this; the SQL is built from the model's own fields, once.
-        self._execute_upsert(row, update, guarded, notify=True)
-
-    def _upsert(self, row: TaskResult, update: tuple[str, ...], guarded: bool) -> None:
-        self._execute_upsert(row, update, guarded, notify=False)
+        # The hot path of every worker: one autocommit statement, which on PostgreSQL also
+        # NOTIFYs the id, instead of BEGIN, upsert, (NOTIFY,) COMMIT as the ORM's
+        # bulk_create would send. The SQL is built from the model's own fields, once.
+        self._execute_upsert(row, tuple(update), guarded, notify=self.is_postgres)
 
     def _execute_upsert(self, row: TaskResult, update: tuple[str, ...], guarded: bool,
                         notify: bool) -> None:

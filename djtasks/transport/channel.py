@@ -10,13 +10,14 @@ from queue import Empty
 from time import monotonic
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections, transaction
+from django.db import DatabaseError, connections, transaction
 from django.utils import timezone
 from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 
 from djtasks import protocol
 from djtasks.models.execution import DeadLetter
+from djtasks.transport.acks import MAX_PENDING_ACKS, PendingAcks
 from djtasks.transport.bindings import DurableBindings
 from djtasks.transport.lease import LeaseQoS, Renewer
 from djtasks.transport.statements import (
@@ -50,8 +51,10 @@ class Channel(DurableBindings, virtual.Channel):
 
     Rows are leased in batches into a per-queue buffer and handed out one per
     ``_get``; every leased row (buffered or delivered) is renewed until it is acked,
-    rejected or given back. Database work goes through ``connections[alias]`` of the
-    calling thread, so an ack from another thread uses that thread's connection.
+    rejected or given back. An ack deletes its row later, with others (see
+    ``transport.acks``); a reject or requeue runs at once. Database work goes through
+    ``connections[alias]`` of the calling thread, so a reject from another thread uses
+    that thread's connection.
     """
 
     QoS = LeaseQoS
@@ -61,11 +64,13 @@ class Channel(DurableBindings, virtual.Channel):
         self.alias = connection.alias
         self.visibility_timeout = connection.visibility_timeout
         self.fetch_limit = connection.fetch_limit
+        self.ack_flush_delay = connection.ack_flush_delay
         self._lease = timedelta(seconds=self.visibility_timeout)
         self._notify = connection.notify
         self._sql = build(connections[self.alias])
         self._buffer: dict[str, deque[Row]] = {}
         self._leased: set[int] = set()
+        self._acks = PendingAcks()
         # Held across a renewal, so a requeue cannot be overwritten by a renewal that
         # read the row id before the requeue removed it.
         self._lease_lock = threading.Lock()
@@ -159,15 +164,28 @@ class Channel(DurableBindings, virtual.Channel):
         connection = connections[self.alias]
         adapt = connection.ops.adapt_datetimefield_value
         now = timezone.now()
+        acked: list[int] = []
         if no_ack:
+            # A no-ack queue (remote control's mailbox) is asked often: its fetch leaves
+            # the acks to the next lease or wait, so that they gather.
             statement = self._sql.fetch_delete
             params = fetch_delete_params(queue, adapt(now), limit)
         else:
             statement = self._sql.fetch
             params = fetch_params(self._sql, queue, adapt(now), adapt(now + self._lease), limit)
-        with connection.cursor() as cursor:
-            cursor.execute(statement, params)
-            rows = cursor.fetchall()
+            if self._sql.fetch_acking is not None:
+                acked = self._acks.take()
+                if acked:
+                    statement, params = self._sql.fetch_acking, [acked, *params]
+            else:
+                self.flush_acks()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(statement, params)
+                rows = cursor.fetchall()
+        except BaseException:
+            self._acks.put_back(acked)
+            raise
         if not rows:
             raise Empty()
         # RETURNING has no order; within a batch deliver by priority, then publish order.
@@ -176,7 +194,8 @@ class Channel(DurableBindings, virtual.Channel):
             with self._lease_lock:
                 self._leased.update(row[ID] for row in rows)
             if self._renewer is None:
-                self._renewer = Renewer(self.alias, self._renew, self.visibility_timeout / 3)
+                self._renewer = Renewer(self.alias, self._renew, self.visibility_timeout / 3,
+                                        flush=self.flush_acks, flush_delay=self.ack_flush_delay)
         buffered = self._buffer[queue] = deque(rows)
         return buffered
 
@@ -213,20 +232,50 @@ class Channel(DurableBindings, virtual.Channel):
 
     # -- acknowledge, requeue, give back ---------------------------------------------
 
-    def _finish(self, row_id: int, requeue: bool) -> None:
-        """Delete an acked row, or make a requeued one visible again at its old place."""
+    def _ack(self, row_id: int) -> None:
+        """Stop renewing an acked row and delete it with the next flush (see flush_acks)."""
         with self._lease_lock:
             self._leased.discard(row_id)
-        with connections[self.alias].cursor() as cursor:
-            if requeue:
-                cursor.execute(*self._sql.with_ids(self._sql.requeue, [row_id]))
-            else:
-                cursor.execute(self._sql.ack, [row_id])
+        pending = self._acks.add(row_id)
+        renewer = self._renewer  # a close from another thread may drop it meanwhile
+        if pending >= MAX_PENDING_ACKS or renewer is None:
+            self.flush_acks()
+        else:
+            # The renewer deletes what no fetch or wait of the consumer took meanwhile.
+            renewer.flush_soon()
+        self._wake_consumer()
+
+    def flush_acks(self) -> bool:
+        """Delete every acked row in one statement; return whether there were any.
+
+        A failed delete keeps the ids for the next flush. Acked rows not yet deleted when
+        the process dies are delivered again after the visibility timeout: at least once.
+        """
+        acked = self._acks.take()
+        if not acked:
+            return False
+        try:
+            self._execute_with_ids(self._sql.ack, acked)
+        except BaseException:
+            self._acks.put_back(acked)
+            raise
+        return True
+
+    def _finish(self, row_id: int, requeue: bool) -> None:
+        """Delete a rejected row now, or make a requeued one visible again at its old place."""
+        with self._lease_lock:
+            self._leased.discard(row_id)
+        statement = self._sql.requeue if requeue else self._sql.ack
+        self._execute_with_ids(statement, [row_id])
+        self._wake_consumer()
+
+    def _wake_consumer(self) -> None:
         if self.connection is not None:
             # A consumer whose prefetch window was full may be waiting for this.
             self.connection.waiter.event.set()
 
     def _restore_delivered(self, row_ids: list[int]) -> None:
+        self.flush_acks()
         with self._lease_lock:
             self._leased.difference_update(row_ids)
         self._execute_with_ids(self._sql.requeue, row_ids)
@@ -242,6 +291,7 @@ class Channel(DurableBindings, virtual.Channel):
         if self._renewer is not None:
             self._renewer.stop()
             self._renewer = None
+        self.flush_acks()
         self._release_buffered(list(self._buffer))
         with self._lease_lock:
             delivered, self._leased = list(self._leased), set()
@@ -250,6 +300,13 @@ class Channel(DurableBindings, virtual.Channel):
 
     def _renew(self) -> None:
         """Push the lease of every row this channel holds to now + visibility_timeout."""
+        # Acked rows are no longer renewed: delete them before their leases run out. A
+        # failure must not cost the renewal, which would let the other leases lapse.
+        try:
+            self.flush_acks()
+        except DatabaseError:
+            logger.warning("django://: could not delete acked messages; will try again",
+                           exc_info=True)
         with self._lease_lock:
             if not self._leased:
                 return
@@ -296,6 +353,11 @@ class Channel(DurableBindings, virtual.Channel):
             for consumer_tag in list(self._consumers):
                 self.basic_cancel(consumer_tag)
             self.qos.restore_unacked_once()
+            try:
+                self.flush_acks()  # restore_unacked_once flushed, unless it ran before
+            except DatabaseError:
+                logger.exception("django://: could not delete acked messages at close; "
+                                 "they are delivered again after the visibility timeout")
         super().close()
 
 

@@ -8,6 +8,7 @@ feature                                PostgreSQL            SQLite (WAL advised
 =====================================  ====================  ==========================
 priorities 0-9, higher first, FIFO     yes                   yes
 acks: lease, renewed while alive       yes                   yes
+acks deleted in batches                with the next fetch   just before the next fetch
 redelivery when a consumer died        after the lease       after the lease
 restore on close                       yes                   yes
 concurrent consumers                   FOR UPDATE SKIP       one short write per batch
@@ -32,6 +33,16 @@ Transport options (``broker_transport_options``):
   PostgreSQL, how long it waits for a NOTIFY before it polls anyway.
 - ``fetch_limit`` (100): most rows one fetch leases, below the prefetch window.
 - ``listen_notify`` (True): use LISTEN/NOTIFY on PostgreSQL.
+- ``ack_flush_delay`` (0.05): longest wait, in seconds, before acked rows that no fetch
+  or wait took along are deleted by the lease renewer's thread.
+
+Acks are batched: an ack marks its row done and stops renewing it; the rows are deleted
+together, in the consumer's next fetch (on PostgreSQL, in the same statement), before it
+waits for messages, before a lease renewal, at close, after ``ack_flush_delay``, or once
+32 are pending. A worker killed (``kill -9``, a power cut) between an ack and that delete
+leaves those rows in the table: each is delivered again after the visibility timeout.
+Delivery stays at least once, as for any message whose consumer died; a graceful
+shutdown deletes them all. Rejects and requeues are written at once.
 """
 
 from __future__ import annotations
@@ -76,6 +87,7 @@ class Transport(virtual.Transport):
         self.visibility_timeout = _positive(options, "visibility_timeout", 1800.0)
         self.polling_interval = _positive(options, "polling_interval", self.polling_interval)
         self.fetch_limit = int(_positive(options, "fetch_limit", 100))
+        self.ack_flush_delay = _positive(options, "ack_flush_delay", 0.05)
         self.notify = bool(options.get("listen_notify", True)) and (
             connections[self.alias].vendor == "postgresql"
         )
@@ -117,6 +129,7 @@ class Transport(virtual.Transport):
             except Empty:
                 for channel in self.channels:
                     channel.forget_empty_queues()
+                    channel.flush_acks()  # nothing to fetch them with: delete before waiting
                 if self._listen():
                     continue  # a publish before LISTEN took effect sent us nothing
                 remaining = None if deadline is None else deadline - monotonic()

@@ -33,6 +33,8 @@ class Statements:
     insert: str
     insert_notify: str
     fetch: str
+    #: PostgreSQL only (None elsewhere): ``fetch`` that also deletes acked rows, ids first.
+    fetch_acking: str | None
     fetch_delete: str
     ack: str
     requeue: str
@@ -76,10 +78,14 @@ def build(connection: BaseDatabaseWrapper) -> Statements:
     if postgres:
         # MATERIALIZED: the batch is picked once; a planner that re-ran the locking
         # subquery could lease more rows than the limit.
-        fetch = (
-            f"WITH picked AS MATERIALIZED ({pick}) UPDATE {table} SET {visible_at} = %s,"
+        lease = (
+            f"picked AS MATERIALIZED ({pick}) UPDATE {table} SET {visible_at} = %s,"
             f" {count} = {count} + 1 WHERE {pk} IN (SELECT {pk} FROM picked) {returning}"
         )
+        fetch = f"WITH {lease}"
+        # The acks gathered since the last fetch ride along: no round trip of their own.
+        # The rows differ (an acked row is leased, so not picked), and both commit together.
+        fetch_acking = f"WITH acked AS (DELETE FROM {table} WHERE {pk} = ANY(%s)), {lease}"
         fetch_delete = (
             f"WITH picked AS MATERIALIZED ({pick}) DELETE FROM {table}"
             f" WHERE {pk} IN (SELECT {pk} FROM picked) {returning_deleted}"
@@ -89,6 +95,7 @@ def build(connection: BaseDatabaseWrapper) -> Statements:
             f"UPDATE {table} SET {visible_at} = %s, {count} = {count} + 1"
             f" WHERE {pk} IN ({pick}) {returning}"
         )
+        fetch_acking = None  # SQLite has no DELETE inside WITH; the channel deletes first
         fetch_delete = f"DELETE FROM {table} WHERE {pk} IN ({pick}) {returning_deleted}"
     return Statements(
         vendor=connection.vendor,
@@ -96,8 +103,9 @@ def build(connection: BaseDatabaseWrapper) -> Statements:
         # One statement, one round trip: the NOTIFY is sent when the INSERT commits.
         insert_notify=f"WITH m AS ({insert} RETURNING 1) SELECT pg_notify(%s, '') FROM m",
         fetch=fetch,
+        fetch_acking=fetch_acking,
         fetch_delete=fetch_delete,
-        ack=f"DELETE FROM {table} WHERE {pk} = %s",
+        ack=f"DELETE FROM {table} WHERE {pk} {{ids}}",
         # Back to where it was published: visible at once, ahead of younger messages.
         requeue=f"UPDATE {table} SET {visible_at} = {created_at} WHERE {pk} {{ids}}",
         # Taken but never handed to the application: this fetch does not count.

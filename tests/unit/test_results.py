@@ -7,7 +7,7 @@ import pickle
 import sys
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 
 from djtasks import App, AsyncResult, conf, protocol, states
@@ -366,6 +366,18 @@ def test_one_store_is_one_upsert(app, status):
     assert writes[0].startswith("INSERT")
     assert "ON CONFLICT" in writes[0]
     assert TaskResult.objects.get(task_id="t-8").status == status
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
+@pytest.mark.parametrize("alias", ["default", "postgres"])
+@pytest.mark.parametrize("status", [states.STARTED, states.SUCCESS])
+def test_a_store_in_autocommit_is_one_statement(alias, status):
+    # A worker stores outside any transaction: no BEGIN and COMMIT around the upsert.
+    backend = DatabaseBackend(alias)
+    with CaptureQueriesContext(connections[alias]) as queries:
+        backend.store("t-9", status, 1, info=ExecutionInfo(task_name="tests.x"))
+    assert len(queries) == 1, queries.captured_queries
+    assert backend.get_meta("t-9").status == status
 
 
 @pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
