@@ -27,18 +27,22 @@ if TYPE_CHECKING:
     from djtasks.application import App
     from djtasks.result import AsyncResult, EagerResult
 
-#: Options ``@task`` accepts. Later features add theirs here; anything else is a TypeError.
-TASK_OPTIONS = frozenset({
-    "name", "bind", "base", "serializer", "queue", "routing_key", "priority",
-    "ignore_result", "acks_late", "typing", "track_started",
-    # Execution (issue 4): retries, errors, limits, the request class.
-    "max_retries", "default_retry_delay", "autoretry_for", "dont_autoretry_for",
-    "retry_kwargs", "retry_backoff", "retry_backoff_max", "retry_jitter", "throws",
-    "rate_limit", "time_limit", "soft_time_limit", "expires", "reject_on_worker_lost",
-    "store_errors_even_if_ignored", "Request",
-    # Console (issue 11): arguments never shown or stored, only their argsrepr.
-    "sensitive",
+#: Options of a task's definition and of publishing its calls.
+DEFINITION_OPTIONS = frozenset({
+    "name", "bind", "base", "serializer", "queue", "routing_key", "priority", "typing",
 })
+#: Options the worker's features own: each feature (``worker/features/``) declares its
+#: own, and ``tests/unit/test_features.py`` pins this set to their union. (The client layer
+#: cannot import the worker's, and ``@task`` runs where no worker does.)
+FEATURE_OPTIONS = frozenset({
+    "ignore_result", "track_started", "store_errors_even_if_ignored", "throws", "sensitive",
+    "max_retries", "default_retry_delay", "autoretry_for", "dont_autoretry_for",
+    "retry_kwargs", "retry_backoff", "retry_backoff_max", "retry_jitter",
+    "time_limit", "soft_time_limit", "rate_limit", "expires", "acks_late",
+    "reject_on_worker_lost", "Request",
+})
+#: Options ``@task`` accepts; anything else is a TypeError naming the closest of them.
+TASK_OPTIONS = DEFINITION_OPTIONS | FEATURE_OPTIONS
 
 #: What a sensitive task's arguments read as, wherever they would be shown.
 HIDDEN_ARGUMENTS = "[hidden]"

@@ -1,9 +1,11 @@
 """Consumer: broker messages in, Jobs out to the pool, acks back (processes layer).
 
 The main thread owns the broker connection: it receives, keeps at most the prefetch window
-of unacknowledged messages, hands a Job to the pool whenever a slot is free and acknowledges
-(before execution by default, after it with ``acks_late``). Pool members never touch the
-connection; their completions come back through a queue that only the main thread drains.
+of unacknowledged messages, hands a Job to the pool whenever a slot is free and settles its
+message when it is done. Pool members never touch the connection; their completions come
+back through a queue that only the main thread drains. What happens on the way (ETA,
+revoke, rate limits, acks, results, events, ...) is the worker's features' hooks
+(``worker/features/``); the consumer runs the pipeline and keeps the books.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import kombu
@@ -21,31 +22,24 @@ from django.db import DatabaseError, router
 from kombu.exceptions import ContentDisallowed as KombuContentDisallowed
 from kombu.exceptions import DecodeError
 
-from djtasks import protocol, signals, states
+from djtasks import protocol, signals
 from djtasks.application import App
 from djtasks.backends.base import exception_to_dict
 from djtasks.conf import censor_url
-from djtasks.exceptions import (
-    DjtasksError,
-    NotRegistered,
-    OperationalError,
-    ProtocolError,
-    TaskRevokedError,
-)
+from djtasks.exceptions import DjtasksError, NotRegistered, OperationalError, ProtocolError
 from djtasks.models import DeadLetter
-from djtasks.task import is_sensitive
 from djtasks.utils.log import loggable
+from djtasks.worker import features
 from djtasks.worker.deliveries import DeliveryLimit
 from djtasks.worker.eta import EtaGate
 from djtasks.worker.events import EventSender, TaskEvents
 from djtasks.worker.heartbeat import WorkerStats
 from djtasks.worker.pools.base import Outcome, Pool, PoolFull
 from djtasks.worker.rate_limits import RateLimits
-from djtasks.worker.request import Job, Report, request_context
+from djtasks.worker.request import Job
 from djtasks.worker.revocations import Revocations
-from djtasks.worker.settlement import Fate, execution_options, failure_to_record, late_fate, settle_message
+from djtasks.worker.settlement import Fate, late_fate, settle_message
 from djtasks.worker.task_request import RequestHooks
-from djtasks.worker.trace import log_report
 from djtasks.worker.workflow import Workflow
 
 logger = logging.getLogger("djtasks.worker")
@@ -62,7 +56,8 @@ class Consumer:
     """Receive task messages for one worker and feed its pool."""
 
     def __init__(self, app: App, pool: Pool, queues: Sequence[str], hostname: str,
-                 prefetch_count: int) -> None:
+                 prefetch_count: int, events: TaskEvents | None = None,
+                 extra_features: Sequence[features.Feature] = ()) -> None:
         self.app = app
         self.pool = pool
         self.queue_names = list(queues)
@@ -88,10 +83,19 @@ class Consumer:
         self.eta = EtaGate([app.router.queue(name) for name in self.queue_names])
         self.deliveries = DeliveryLimit(app, hostname, self.workflow, lambda: self.eta.queues)
         self.rate_limits = RateLimits(app.tasks, pool, on_held=self._widen_window)
-        #: Task events (off unless the worker turns them on) and the heartbeat's counters.
-        self.events = TaskEvents(EventSender(app.connection, hostname, task_events=False,
-                                             worker_events=False))
+        #: Task events (off unless the worker gives its sender) and the heartbeat's counters.
+        self.events = events or TaskEvents(EventSender(app.connection, hostname, task_events=False,
+                                                       worker_events=False))
         self.stats = WorkerStats()
+        self.features = features.Features([
+            features.Events(app.tasks, self.events, sender=self), features.Stats(self.stats),
+            features.Revoke(app, self.revocations, self.workflow, self.events),
+            features.Eta(self.eta), features.RateLimits(self.rate_limits),
+            features.Deliveries(self.deliveries), features.Acks(), features.TimeLimits(),
+            features.RequestClass(self.requests), features.Results(app, self.workflow),
+            features.Retries(), *extra_features,
+        ])
+        self.results: features.Results = self.features.find(features.Results)
         #: Called with each new connection, after the task queues (the control mailbox).
         self.on_connect: list[Callable[[kombu.Connection], None]] = []
 
@@ -280,13 +284,8 @@ class Consumer:
                              _id_for_log(protocol.task_id_of(message.headers, message.properties)))
             self.reject_bad_message(message, exc)
             return
-        logger.info("Task %s received", job.label)
-        self.events.received(job, sensitive=is_sensitive(self.app.tasks.get(job.message.task)))
-        signals.task_received.send_robust(sender=self, request=job)
-        self.revocations.message_received()
-        if self.eta.defer(job, message):  # due later: parked in the database, or held briefly
-            return
-        self.reserved.append((job, message))
+        if self.features.before_reserve(job, message):  # else: due later, parked or held
+            self.reserved.append((job, message))
 
     def job_for(self, message: kombu.Message) -> Job:
         """Decode and parse ``message`` into the Job that runs it; raise if it cannot run."""
@@ -295,18 +294,12 @@ class Consumer:
         task_message = protocol.from_wire(message.headers, message.properties, body,
                                           message.delivery_info)
         task = self.app.tasks[task_message.task]
-        settings = self.app.settings
         return Job(
             message=task_message,
             hostname=self.hostname,
             delivery_info=_plain_delivery_info(message.delivery_info),
-            acks_late=_first_set(task.acks_late, settings.task_acks_late),
-            # None on the wire (Celery's send_task) means: as the task says.
-            ignore_result=_first_set(task_message.ignore_result, task.ignore_result,
-                                     settings.task_ignore_result),
-            track_started=_first_set(task.track_started, settings.task_track_started),
             received=time.time(),
-            **execution_options(task_message, task, settings),
+            **self.features.job_fields(task_message, task, self.app.settings),
         )
 
     def reject_bad_message(self, message: kombu.Message, exc: Exception) -> None:
@@ -349,22 +342,9 @@ class Consumer:
                 raise
 
     def start(self, job: Job, message: kombu.Message) -> None:
-        """Run ``job`` on the pool, unless it expired, was revoked or is held back."""
-        if job.message.expires is not None and job.message.expires <= datetime.now(UTC):
-            logger.warning("Task %s expired at %s; not run", job.label,
-                           job.message.expires.isoformat())
-            self.skip(job, message, "expired")
+        """Run ``job`` on the pool, unless a feature settles it (expired, revoked, held back)."""
+        if not self.features.before_start(job, message):
             return
-        if job.message.id in self.revocations:
-            logger.warning("Discarding revoked task: %s", job.label)
-            self.skip(job, message, "revoked")
-            return
-        if self.rate_limits.hold(job, message):
-            return
-        if not self.deliveries.admit(job, message):  # started too often: dead-lettered
-            return
-        if not job.acks_late:
-            message.ack()
         self.active[job.message.id] = (job, message)
         self.started_at[job.message.id] = time.time()
         try:
@@ -376,43 +356,19 @@ class Consumer:
             self.started_at.pop(job.message.id, None)
             self.fail_unsent(job, message, exc)
             return
-        self.stats.totals[job.message.task] += 1
         self.stats.active = len(self.active)
-        self.events.started(job)
+        self.features.after_start(job, message)
 
     def fail_unsent(self, job: Job, message: kombu.Message, exc: Exception) -> None:
         """Fail ``job``, which the pool refused: store FAILURE, fail its canvas, settle it."""
         error = DjtasksError(f"the worker could not hand the task to its pool: {exc}")
         logger.error("Task %s failed: %s", job.label, loggable(error, 1000))
         try:
-            self.record_failure(job, error, fail_canvas=True)
+            self.results.record_failure(job, error, fail_canvas=True)
         except DatabaseError:  # acknowledged already: it cannot be started again for a retry
             logger.exception("Could not store the failure of %s", job.label)
         if job.acks_late:
             settle_message(message, Fate.ACK if job.acks_on_failure_or_timeout else Fate.REJECT)
-
-    def skip(self, job: Job, message: kombu.Message, reason: str) -> None:
-        """Do not run ``job``: ack it and store REVOKED with ``reason``; its canvas fails.
-
-        A chord waiting on it fails instead of hanging, and a chain it was part of marks
-        its remaining steps failed, as if it had raised TaskRevokedError.
-        """
-        # Stored before the ack: if the store fails, the message is still ours to skip again.
-        self.store_revoked(job, reason)
-        message.ack()
-        self.events.revoked(job.message.id, expired=reason == "expired")
-        signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task), request=job,
-                                         terminated=False, signum=None, expired=reason == "expired")
-
-    def store_revoked(self, job: Job, reason: str) -> None:
-        """Store REVOKED with ``reason`` for ``job``, and fail its canvas."""
-        error = TaskRevokedError(reason)
-        self.app.backend.store(job.message.id, states.REVOKED, exception_to_dict(error))
-        try:
-            self.workflow.fail_steps(job.message.chain or (), error, "")
-            self.workflow.count_in_chord(job.message, failed=True)
-        except Exception:
-            logger.exception("Could not fail the canvas of skipped task %s", job.label)
 
     def _widen_window(self, held: int) -> None:
         # Held rate-limited messages stay unacknowledged: widen the window by as many.
@@ -452,24 +408,13 @@ class Consumer:
                 raise
 
     def complete(self, job: Job, outcome: Outcome) -> None:
-        """Record the end of ``job`` where the member could not, then settle its message."""
+        """Let the features record the end of ``job``, then settle its message."""
         _job, message = self.active.get(job.message.id, (job, None))
-        signum = self.revocations.terminated_by(job.message.id)  # revoke(terminate=True)
-        if signum is not None:
-            fate = Fate.ACK
-            try:
-                self.store_revoked(job, "terminated")
-            except DatabaseError:
-                self.revocations.mark_terminated(job.message.id, signum)  # asked again
-                raise
-            signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task),
-                                             request=job, terminated=True, signum=signum,
-                                             expired=False)
-            self.events.revoked(job.message.id, terminated=True, signum=signum)
-        else:
+        if self.features.before_complete(job, outcome):
             fate = late_fate(job, outcome) if job.acks_late else Fate.ACK
-            self.report(job, outcome, fate)
-            self.requests.completed(job, outcome)
+            self.features.after_complete(job, outcome, fate)
+        else:  # a feature recorded how it ended (revoke(terminate=True))
+            fate = Fate.ACK
         if job.acks_late and message is not None:
             if job.message.id in self._stale:
                 self._stale.discard(job.message.id)
@@ -481,55 +426,9 @@ class Consumer:
         self.started_at.pop(job.message.id, None)
         self.stats.active = len(self.active)
 
-    def report(self, job: Job, outcome: Outcome, fate: Fate = Fate.ACK) -> None:
-        # A member that was killed, was lost, or could not run or record the task (its
-        # database went away, say): record the failure from here, so that no caller
-        # waits for a result; unless the message goes back to its queue to run again.
-        error = failure_to_record(outcome)
-        if error is not None:
-            if fate is Fate.REQUEUE:
-                logger.warning("Task %s: %s; requeued, it will run again", job.label, error)
-                return
-            logger.error("Task %s raised unexpected: %s", job.label, loggable(repr(error), 1000))
-            # It died mid-task: its errbacks, chain and chord wait for it.
-            self.record_failure(job, error, fail_canvas=outcome.lost is not None)
-            self.count(job, states.FAILURE, None, repr(error))
-            return
-        report: Report = outcome.value
-        log_report(job.label, report)
-        self.count(job, report.state, report.runtime, report.summary, report.traceback,
-                   report.requeue)
-
-    def count(self, job: Job, state: str, runtime: float | None, summary: str,
-              traceback: str = "", requeue: bool = False) -> None:
-        """Count a finished job for the heartbeat, and send its task event."""
-        self.stats.processed += 1
-        if state == states.FAILURE:
-            self.stats.failed += 1
-        self.events.finished(job, state, runtime, summary, traceback, requeue)
-
-    def record_failure(self, job: Job, error: Exception, fail_canvas: bool) -> None:
-        """Store FAILURE for ``job`` from the main process; with ``fail_canvas``, fail its canvas."""
-        try:
-            self.app.backend.store(job.message.id, states.FAILURE, exception_to_dict(error))
-            if fail_canvas:
-                self.workflow.on_failure(job.message, request_context(job), error, "")
-                self.workflow.count_in_chord(job.message, failed=True)
-        except DatabaseError:
-            raise  # recorded once the database answers (process_completions)
-        except Exception:
-            logger.exception("Could not store the failure of %s, or fail its canvas", job.label)
-
 
 def _log_connection_retry(exc: BaseException, interval: float) -> None:
     logger.error("consumer: cannot connect to the broker (%s); trying again in %.0fs", exc, interval)
-
-
-def _first_set(*values: Any) -> bool:
-    for value in values:
-        if value is not None:
-            return bool(value)
-    return False
 
 
 def _id_for_log(task_id: str | None) -> str:

@@ -232,7 +232,7 @@ class WorkerControl:
             return {"error": "unknown task"}
         limits = {"soft_time_limit": _seconds(soft), "time_limit": _seconds(hard)}
         for option, value in limits.items():
-            # The main process reads them for each new message (settlement.execution_options).
+            # The main process reads them for each new message (worker/features/time_limits.py).
             setattr(task, option, value)
         logger.info("control: time limits of %s set to soft=%s hard=%s", task_name, soft, hard)
         return {"ok": "time limits set successfully"}

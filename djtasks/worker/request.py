@@ -46,7 +46,7 @@ class Job:
     acks_late: bool
     ignore_result: bool
     track_started: bool
-    # Enforced by the pool and the main process (settlement.execution_options).
+    # Enforced by the pool and the main process (worker/features: time_limits, acks).
     time_limit: float | None = None
     soft_time_limit: float | None = None
     reject_on_worker_lost: bool = False

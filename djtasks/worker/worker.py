@@ -82,14 +82,14 @@ class Worker:
         self.pool = POOLS[self.pool_name](self.concurrency, executor,
                                           on_process_init=executor.after_fork if forks else None,
                                           **self.recycling)
-        self.consumer = Consumer(app, self.pool, self.queues, self.hostname, self.prefetch_count)
-        self.consumer.prefetch_multiplier = multiplier
         self.events = EventSender(
             app.connection, self.hostname, buffer=settings.worker_event_buffer,
             task_events=settings.worker_send_task_events if task_events is None else task_events,
             worker_events=settings.worker_send_worker_events,
             database=broker_alias(settings.broker_url))
-        self.consumer.events = TaskEvents(self.events)
+        self.consumer = Consumer(app, self.pool, self.queues, self.hostname, self.prefetch_count,
+                                 events=TaskEvents(self.events))
+        self.consumer.prefetch_multiplier = multiplier
         self.heartbeat = Heartbeat(
             WorkerInfo(self.hostname, self.pool_name, self.concurrency, self.queues),
             self.events, self.consumer.stats, settings.worker_heartbeat_interval)

@@ -1,0 +1,74 @@
+"""The results feature: what the main process records and logs of each job's end (processes layer).
+
+The member that ran a task stores its result (see ``worker/request.py``). The main process
+stores only what a member could not: the FAILURE of one that was killed or lost, or that
+could not run or record the task, so that no caller waits for ever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import DatabaseError
+
+from djtasks import states
+from djtasks.application import App
+from djtasks.backends.base import exception_to_dict
+from djtasks.conf import Settings
+from djtasks.protocol import TaskMessage
+from djtasks.utils.log import loggable
+from djtasks.worker.features.base import Feature
+from djtasks.worker.pools.base import Outcome
+from djtasks.worker.request import request_context
+from djtasks.worker.settlement import Fate, failure_to_record, first_set
+from djtasks.worker.trace import log_report
+from djtasks.worker.workflow import Workflow
+
+logger = logging.getLogger("djtasks.worker")
+
+
+class Results(Feature):
+    """Decide whether a job stores its result; record and log how each job ended."""
+
+    options = frozenset({"ignore_result", "track_started", "store_errors_even_if_ignored",
+                         "throws", "sensitive"})
+
+    def __init__(self, app: App, workflow: Workflow) -> None:
+        self.app = app
+        self.workflow = workflow
+
+    def before_job(self, message: TaskMessage, task: Any, settings: Settings) -> Mapping[str, Any]:
+        return {
+            # None on the wire (Celery's send_task) means: as the task says.
+            "ignore_result": bool(first_set(message.ignore_result, task.ignore_result,
+                                            settings.task_ignore_result)),
+            "track_started": bool(first_set(task.track_started, settings.task_track_started)),
+        }
+
+    def after_complete(self, job: Any, outcome: Outcome, fate: Fate) -> None:
+        # A member that was killed, was lost, or could not run or record the task (its
+        # database went away, say): record the failure from here, so that no caller
+        # waits for a result; unless the message goes back to its queue to run again.
+        error = failure_to_record(outcome)
+        if error is None:
+            log_report(job.label, outcome.value)
+        elif fate is Fate.REQUEUE:
+            logger.warning("Task %s: %s; requeued, it will run again", job.label, error)
+        else:
+            logger.error("Task %s raised unexpected: %s", job.label, loggable(repr(error), 1000))
+            # It died mid-task: its errbacks, chain and chord wait for it.
+            self.record_failure(job, error, fail_canvas=outcome.lost is not None)
+
+    def record_failure(self, job: Any, error: Exception, fail_canvas: bool) -> None:
+        """Store FAILURE for ``job`` from the main process; with ``fail_canvas``, fail its canvas."""
+        try:
+            self.app.backend.store(job.message.id, states.FAILURE, exception_to_dict(error))
+            if fail_canvas:
+                self.workflow.on_failure(job.message, request_context(job), error, "")
+                self.workflow.count_in_chord(job.message, failed=True)
+        except DatabaseError:
+            raise  # recorded once the database answers (process_completions)
+        except Exception:
+            logger.exception("Could not store the failure of %s, or fail its canvas", job.label)

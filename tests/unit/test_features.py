@@ -1,0 +1,142 @@
+"""The worker's features as hook objects: order, failures, options (worker/features/)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from django.db import OperationalError
+from django.test import override_settings
+
+from djtasks import states
+from djtasks.task import FEATURE_OPTIONS, TASK_OPTIONS, build_task
+from djtasks.testing import InProcessWorker
+from djtasks.worker import features
+from djtasks.worker.features import Feature, Features
+from djtasks.worker.pools.base import Outcome
+from djtasks.worker.settlement import Fate
+from tests.testapp import tasks
+
+
+class Recording(Feature):
+    """Write each hook call to a shared list, as (name, hook)."""
+
+    def __init__(self, name: str, calls: list, start: bool = True) -> None:
+        self.name, self.calls, self.start = name, calls, start
+
+    def before_reserve(self, job, message):
+        self.calls.append((self.name, "before_reserve"))
+        return True
+
+    def before_start(self, job, message):
+        self.calls.append((self.name, "before_start"))
+        return self.start
+
+    def after_start(self, job, message):
+        self.calls.append((self.name, "after_start"))
+
+    def after_complete(self, job, outcome, fate):
+        self.calls.append((self.name, "after_complete"))
+
+
+class Raising(Feature):
+    def before_start(self, job, message):
+        raise RuntimeError("broken before_start")
+
+    def after_complete(self, job, outcome, fate):
+        raise RuntimeError("broken after_complete")
+
+
+def test_before_hooks_run_in_order_and_after_hooks_in_reverse():
+    calls: list = []
+    hooks = Features([Recording("a", calls), Recording("b", calls), Recording("c", calls)])
+    assert hooks.before_start("job", "message") is True
+    hooks.after_start("job", "message")
+    hooks.after_complete("job", Outcome(), Fate.ACK)
+    assert calls == [("a", "before_start"), ("b", "before_start"), ("c", "before_start"),
+                     ("c", "after_start"), ("b", "after_start"), ("a", "after_start"),
+                     ("c", "after_complete"), ("b", "after_complete"), ("a", "after_complete")]
+
+
+def test_a_feature_that_settles_the_job_stops_the_ones_after_it():
+    calls: list = []
+    hooks = Features([Recording("a", calls), Recording("b", calls, start=False),
+                      Recording("c", calls)])
+    assert hooks.before_start("job", "message") is False
+    assert calls == [("a", "before_start"), ("b", "before_start")]
+
+
+def test_a_failing_hook_is_logged_and_the_others_still_run(caplog):
+    calls: list = []
+    hooks = Features([Recording("a", calls), Raising(), Recording("c", calls)])
+    with caplog.at_level(logging.ERROR, logger="djtasks.worker"):
+        assert hooks.before_start("job", "message") is True  # as if the hook were not there
+        hooks.after_complete("job", Outcome(), Fate.ACK)
+    assert calls == [("a", "before_start"), ("c", "before_start"),
+                     ("c", "after_complete"), ("a", "after_complete")]
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("Raising.before_start raised for job" in line for line in logged)
+    assert any("Raising.after_complete raised for job" in line for line in logged)
+
+
+def test_a_database_error_goes_up_to_the_consumers_loop():
+    class Outage(Feature):
+        def after_complete(self, job, outcome, fate):
+            raise OperationalError("database is away")
+
+    with pytest.raises(OperationalError):
+        Features([Outage()]).after_complete("job", Outcome(), Fate.ACK)
+
+
+def test_only_features_that_override_a_hook_are_called_for_it():
+    class Silent(Feature):
+        pass
+
+    hooks = Features([Silent(), Recording("a", [])])
+    assert [hook.__self__ for hook in hooks._hooked["before_start"]] == [hooks.all[1]]
+    assert hooks._hooked["before_job"] == []
+
+
+def test_job_fields_merge_what_each_feature_decides():
+    class Limits(Feature):
+        def before_job(self, message, task, settings):
+            return {"time_limit": 5}
+
+    class Flags(Feature):
+        def before_job(self, message, task, settings):
+            return {"acks_late": True}
+
+    assert Features([Limits(), Flags()]).job_fields(None, None, None) == {
+        "time_limit": 5, "acks_late": True}
+
+
+def test_task_accepts_the_union_of_the_options_the_features_own():
+    assert FEATURE_OPTIONS == features.OPTIONS
+    assert TASK_OPTIONS >= features.OPTIONS
+    # Each option has one owner: two features giving one option a meaning would clash.
+    owned = [option for feature in features.FEATURES for option in feature.options]
+    assert len(owned) == len(set(owned))
+
+
+@pytest.mark.parametrize(("typo", "meant"), [("rate_limt", "rate_limit"),
+                                              ("soft_timelimit", "soft_time_limit"),
+                                              ("acks_lat", "acks_late")])
+def test_a_mistyped_option_names_the_closest_valid_one(typo, meant):
+    with pytest.raises(TypeError, match=f"unexpected option {typo!r}; did you mean {meant!r}"):
+        build_task(lambda: None, **{typo: 1})
+
+
+@pytest.mark.django_db
+def test_a_failing_feature_does_not_stop_the_worker(caplog):
+    calls: list = []
+    with override_settings(DJTASKS={"broker_url": "memory://", "task_default_queue": "testing"}):
+        result = tasks.add.delay(2, 3)
+        with caplog.at_level(logging.ERROR, logger="djtasks.worker"), \
+                InProcessWorker(features=[Raising(), Recording("mine", calls)]) as worker:
+            worker.join()
+        assert result.get(timeout=1) == 5
+        assert result.state == states.SUCCESS
+    # Its own features come after the worker's: they are asked last before, first after.
+    assert calls == [("mine", "before_reserve"), ("mine", "before_start"),
+                     ("mine", "after_start"), ("mine", "after_complete")]
+    assert any("Raising.after_complete raised" in record.getMessage() for record in caplog.records)
