@@ -24,12 +24,13 @@ from djtasks import states
 from djtasks.application import App
 from djtasks.exceptions import TimeoutError as JoinTimeoutError
 from djtasks.models import ParkedMessage
+from djtasks.task import Request
 from djtasks.worker.consumer import Consumer
+from djtasks.worker.executor import Executor
 from djtasks.worker.features import Feature
 from djtasks.worker.pools import SoloPool
 from djtasks.worker.pools.base import Outcome
 from djtasks.worker.release import EtaRelease
-from djtasks.worker.request import Executor, Job
 from djtasks.worker.settlement import Fate
 
 
@@ -37,9 +38,9 @@ class _Unsuccessful(Feature):
     """Remember which jobs did not succeed, for join() to re-raise."""
 
     def __init__(self) -> None:
-        self.jobs: list[tuple[Job, Outcome]] = []
+        self.jobs: list[tuple[Request, Outcome]] = []
 
-    def after_complete(self, job: Job, outcome: Outcome, fate: Fate) -> None:
+    def after_complete(self, job: Request, outcome: Outcome, fate: Fate) -> None:
         # A retry, an Ignore or a Reject is how the task chose to end, not a failure to raise.
         if not outcome.ok or outcome.value.state == states.FAILURE:
             self.jobs.append((job, outcome))

@@ -1,7 +1,7 @@
 """Consumer: broker messages in, Jobs out to the pool, acks back (processes layer).
 
 The main thread owns the broker connection: it receives, keeps at most the prefetch window
-of unacknowledged messages, hands a Job to the pool whenever a slot is free and settles its
+of unacknowledged messages, hands a Request to the pool whenever a slot is free and settles its
 message when it is done. Pool members never touch the connection; their completions come
 back through a queue that only the main thread drains. What happens on the way (ETA,
 revoke, rate limits, acks, results, events, ...) is the worker's features' hooks
@@ -28,6 +28,7 @@ from djtasks.backends.base import exception_to_dict
 from djtasks.conf import censor_url
 from djtasks.exceptions import DjtasksError, NotRegistered, OperationalError, ProtocolError
 from djtasks.models import DeadLetter
+from djtasks.task import Request
 from djtasks.utils.log import loggable
 from djtasks.worker import features
 from djtasks.worker.deliveries import DeliveryLimit
@@ -36,10 +37,8 @@ from djtasks.worker.events import EventSender, TaskEvents
 from djtasks.worker.heartbeat import WorkerStats
 from djtasks.worker.pools.base import Outcome, Pool, PoolFull
 from djtasks.worker.rate_limits import RateLimits
-from djtasks.worker.request import Job
 from djtasks.worker.revocations import Revocations
 from djtasks.worker.settlement import Fate, late_fate, settle_message
-from djtasks.worker.task_request import RequestHooks
 from djtasks.worker.workflow import Workflow
 
 logger = logging.getLogger("djtasks.worker")
@@ -64,11 +63,11 @@ class Consumer:
         self.hostname = hostname
         self.prefetch_count = prefetch_count
         self.accept = list(app.settings.accept_content)
-        self.reserved: deque[tuple[Job, kombu.Message]] = deque()
-        self.active: dict[str, tuple[Job, kombu.Message]] = {}
+        self.reserved: deque[tuple[Request, kombu.Message]] = deque()
+        self.active: dict[str, tuple[Request, kombu.Message]] = {}
         self.started_at: dict[str, float] = {}  # task id -> time.time() it went to the pool
         self.prefetch_multiplier = max(prefetch_count // max(pool.limit, 1), 1)
-        self.completions: queue.SimpleQueue[tuple[Job, Outcome]] = queue.SimpleQueue()
+        self.completions: queue.SimpleQueue[tuple[Request, Outcome]] = queue.SimpleQueue()
         self.connection: kombu.Connection | None = None
         self._consumer: kombu.Consumer | None = None
         self._stale: set[str] = set()  # acks_late tasks whose channel died while they ran
@@ -76,10 +75,10 @@ class Consumer:
         # messages received but neither reserved nor settled, and finished jobs not yet
         # reported and settled. Nothing is dropped while the database is away.
         self._unreceived: deque[kombu.Message] = deque()
-        self._unfinished: deque[tuple[Job, Outcome]] = deque()
+        self._unfinished: deque[tuple[Request, Outcome]] = deque()
         self.revocations = Revocations(app.backend, keep_for=app.settings.revoke_expires)
         self.workflow = Workflow(app)
-        self.requests = RequestHooks(app)
+        self.requests = features.RequestClass(app)
         self.eta = EtaGate([app.router.queue(name) for name in self.queue_names])
         self.deliveries = DeliveryLimit(app, hostname, self.workflow, lambda: self.eta.queues)
         self.rate_limits = RateLimits(app.tasks, pool, on_held=self._widen_window)
@@ -92,7 +91,7 @@ class Consumer:
             features.Revoke(app, self.revocations, self.workflow, self.events),
             features.Eta(self.eta), features.RateLimits(self.rate_limits),
             features.Deliveries(self.deliveries), features.Acks(), features.TimeLimits(),
-            features.RequestClass(self.requests), features.Results(app, self.workflow),
+            self.requests, features.Results(app, self.workflow),
             features.Retries(), *extra_features,
         ])
         self.results: features.Results = self.features.find(features.Results)
@@ -287,15 +286,15 @@ class Consumer:
         if self.features.before_reserve(job, message):  # else: due later, parked or held
             self.reserved.append((job, message))
 
-    def job_for(self, message: kombu.Message) -> Job:
-        """Decode and parse ``message`` into the Job that runs it; raise if it cannot run."""
+    def job_for(self, message: kombu.Message) -> Request:
+        """Decode and parse ``message`` into the Request that runs it; raise if it cannot run."""
         protocol.check_content_type(message.content_type, self.accept)
         body = message.decode()
         task_message = protocol.from_wire(message.headers, message.properties, body,
                                           message.delivery_info)
         task = self.app.tasks[task_message.task]
-        return Job(
-            message=task_message,
+        return self.requests.class_for(task_message.task)(
+            task_message,
             hostname=self.hostname,
             delivery_info=_plain_delivery_info(message.delivery_info),
             received=time.time(),
@@ -341,7 +340,7 @@ class Consumer:
                 self.reserved.appendleft((job, message))
                 raise
 
-    def start(self, job: Job, message: kombu.Message) -> None:
+    def start(self, job: Request, message: kombu.Message) -> None:
         """Run ``job`` on the pool, unless a feature settles it (expired, revoked, held back)."""
         if not self.features.before_start(job, message):
             return
@@ -359,7 +358,7 @@ class Consumer:
         self.stats.active = len(self.active)
         self.features.after_start(job, message)
 
-    def fail_unsent(self, job: Job, message: kombu.Message, exc: Exception) -> None:
+    def fail_unsent(self, job: Request, message: kombu.Message, exc: Exception) -> None:
         """Fail ``job``, which the pool refused: store FAILURE, fail its canvas, settle it."""
         error = DjtasksError(f"the worker could not hand the task to its pool: {exc}")
         logger.error("Task %s failed: %s", job.label, loggable(error, 1000))
@@ -383,7 +382,7 @@ class Consumer:
         self._consumer.qos(prefetch_count=count,
                            apply_global=not self.connection.qos_semantics_matches_spec)
 
-    def _on_done(self, job: Job, outcome: Outcome) -> None:
+    def _on_done(self, job: Request, outcome: Outcome) -> None:
         # Called from a pool thread: hand over to the main thread, which owns the connection.
         self.completions.put((job, outcome))
 
@@ -407,7 +406,7 @@ class Consumer:
                 self._unfinished.appendleft((job, outcome))
                 raise
 
-    def complete(self, job: Job, outcome: Outcome) -> None:
+    def complete(self, job: Request, outcome: Outcome) -> None:
         """Let the features record the end of ``job``, then settle its message."""
         _job, message = self.active.get(job.message.id, (job, None))
         if self.features.before_complete(job, outcome):
@@ -442,6 +441,6 @@ def _as_received(message: kombu.Message) -> str:
 
 
 def _plain_delivery_info(info: Any) -> dict:
-    # delivery_info may hold channel objects; a Job must pickle, so keep the plain facts.
+    # delivery_info may hold channel objects; a Request must pickle, so keep the plain facts.
     keep = ("exchange", "routing_key", "priority", "redelivered")
     return {key: info.get(key) for key in keep if info and key in info}

@@ -29,9 +29,9 @@ from djtasks.backends.base import exception_to_dict
 from djtasks.exceptions import WorkerLostError
 from djtasks.models import DeadLetter, TaskDelivery
 from djtasks.models.columns import column
+from djtasks.task import Request
 from djtasks.worker.eta import source_queue
 from djtasks.worker.received import as_received
-from djtasks.worker.request import Job, request_context
 from djtasks.worker.workflow import Workflow
 
 logger = logging.getLogger("djtasks.worker")
@@ -52,7 +52,7 @@ class DeliveryLimit:
         self.limit = app.settings.task_max_deliveries
         self.db = router.db_for_write(TaskDelivery)
 
-    def admit(self, job: Job, message: kombu.Message) -> bool:
+    def admit(self, job: Request, message: kombu.Message) -> bool:
         """Count this start of ``job``; False when it is past the limit (then it is dead-lettered).
 
         When the count cannot be written the task runs: a database hiccup must not stop
@@ -70,7 +70,7 @@ class DeliveryLimit:
         self.dead_letter(job, message, count)
         return False
 
-    def dead_letter(self, job: Job, message: kombu.Message, count: int) -> None:
+    def dead_letter(self, job: Request, message: kombu.Message, count: int) -> None:
         """Fail ``job`` without running it, keep it as a DeadLetter, and acknowledge it."""
         reason = (f"delivered {count} times (task_max_deliveries is {self.limit}); its "
                   f"execution keeps killing the worker process")
@@ -91,7 +91,7 @@ class DeliveryLimit:
         })
         self.app.backend.store(task.id, states.FAILURE, exception_to_dict(error))
         try:
-            self.workflow.on_failure(task, request_context(job), error, "")
+            self.workflow.on_failure(task, job, error, "")
             self.workflow.count_in_chord(task, failed=True)
         except Exception:
             logger.exception("Could not fail the canvas of dead-lettered task %s", job.label)

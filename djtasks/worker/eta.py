@@ -24,8 +24,8 @@ from django.db import DatabaseError, router
 from django.utils import timezone
 
 from djtasks.models import ParkedMessage
+from djtasks.task import Request
 from djtasks.worker.received import as_received
-from djtasks.worker.request import Job
 
 logger = logging.getLogger("djtasks.worker")
 
@@ -34,7 +34,7 @@ logger = logging.getLogger("djtasks.worker")
 HOLD = timedelta(seconds=1)
 
 Clock = Callable[[], datetime]
-Reserved = tuple[Job, kombu.Message]
+Reserved = tuple[Request, kombu.Message]
 
 
 class EtaGate:
@@ -43,7 +43,7 @@ class EtaGate:
     def __init__(self, queues: Sequence[kombu.Queue], clock: Clock = timezone.now) -> None:
         self.queues = list(queues)
         self.clock = clock
-        self._held: list[tuple[datetime, int, Job, kombu.Message]] = []
+        self._held: list[tuple[datetime, int, Request, kombu.Message]] = []
         self._order = itertools.count()  # ties in the heap compare this, never the jobs
 
     @property
@@ -51,7 +51,7 @@ class EtaGate:
         """Whether messages wait here (the consumer then polls the broker briefly)."""
         return bool(self._held)
 
-    def defer(self, job: Job, message: kombu.Message) -> bool:
+    def defer(self, job: Request, message: kombu.Message) -> bool:
         """Take ``job`` if it is not due yet (park or hold it); False when it may run now.
 
         An expired message is never deferred: the consumer marks it expired at once.
@@ -73,7 +73,7 @@ class EtaGate:
         heapq.heappush(self._held, (eta, next(self._order), job, message))
         return True
 
-    def held(self) -> list[tuple[datetime, Job, kombu.Message]]:
+    def held(self) -> list[tuple[datetime, Request, kombu.Message]]:
         """Return the messages held here, each with its eta, in eta order (inspect)."""
         return [(eta, job, message) for eta, _n, job, message in sorted(self._held)]
 
@@ -95,7 +95,7 @@ class EtaGate:
         self._held.clear()
 
 
-def park(message: kombu.Message, job: Job, queue: str) -> ParkedMessage:
+def park(message: kombu.Message, job: Request, queue: str) -> ParkedMessage:
     """Write ``message`` to the ParkedMessage table, once even if it is delivered twice."""
     task = job.message
     assert task.eta is not None, "only a message with an eta is parked"

@@ -23,8 +23,8 @@ from djtasks.registry import TaskRegistry
 from djtasks.task import HIDDEN_ARGUMENTS, is_sensitive
 
 if TYPE_CHECKING:
+    from djtasks.task import Request
     from djtasks.worker.consumer import Consumer
-    from djtasks.worker.request import Job
 
 #: At most this many parked rows are listed by ``scheduled`` (the earliest first).
 PARKED_LISTED = 1000
@@ -52,8 +52,8 @@ def request_info(message: protocol.TaskMessage, hostname: str, delivery_info: di
     }
 
 
-def job_info(job: Job, acknowledged: bool, tasks: TaskRegistry, **extra: Any) -> dict[str, Any]:
-    return request_info(job.message, job.hostname, job.delivery_info, acknowledged=acknowledged,
+def job_info(job: Request, acknowledged: bool, tasks: TaskRegistry, **extra: Any) -> dict[str, Any]:
+    return request_info(job.message, job.hostname or "", job.delivery_info, acknowledged=acknowledged,
                         sensitive=is_sensitive(tasks.get(job.message.task)), **extra)
 
 

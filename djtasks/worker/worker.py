@@ -36,10 +36,10 @@ from djtasks.worker.capabilities import unmet_wishes
 from djtasks.worker.consumer import Consumer
 from djtasks.worker.control import WorkerControl
 from djtasks.worker.events import EventSender, TaskEvents
+from djtasks.worker.executor import Executor
 from djtasks.worker.heartbeat import Heartbeat, WorkerInfo
 from djtasks.worker.pools import POOLS
 from djtasks.worker.release import EtaRelease
-from djtasks.worker.request import Executor
 
 logger = logging.getLogger("djtasks.worker")
 

@@ -13,10 +13,10 @@ from djtasks.exceptions import TimeLimitExceeded, WorkerLostError
 from djtasks.protocol import TaskMessage
 from djtasks.worker import features
 from djtasks.worker.capabilities import unmet_wishes
+from djtasks.worker.executor import Report
 from djtasks.worker.pools import PreforkPool, SoloPool, ThreadsPool
 from djtasks.worker.pools.base import Outcome, TargetFailure, WorkerLost
 from djtasks.worker.pools.timelimits import Deadlines, TimeLimits, Timeout
-from djtasks.worker.request import Report
 from djtasks.worker.settlement import Fate, failure_to_record, late_fate
 
 

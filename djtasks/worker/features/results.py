@@ -19,11 +19,10 @@ from djtasks.backends.base import exception_to_dict
 from djtasks.conf import Settings
 from djtasks.protocol import TaskMessage
 from djtasks.utils.log import loggable
+from djtasks.worker.executor import Report
 from djtasks.worker.features.base import Feature
 from djtasks.worker.pools.base import Outcome
-from djtasks.worker.request import request_context
 from djtasks.worker.settlement import Fate, failure_to_record, first_set
-from djtasks.worker.trace import log_report
 from djtasks.worker.workflow import Workflow
 
 logger = logging.getLogger("djtasks.worker")
@@ -66,9 +65,29 @@ class Results(Feature):
         try:
             self.app.backend.store(job.message.id, states.FAILURE, exception_to_dict(error))
             if fail_canvas:
-                self.workflow.on_failure(job.message, request_context(job), error, "")
+                self.workflow.on_failure(job.message, job, error, "")
                 self.workflow.count_in_chord(job.message, failed=True)
         except DatabaseError:
             raise  # recorded once the database answers (process_completions)
         except Exception:
             logger.exception("Could not store the failure of %s, or fail its canvas", job.label)
+
+
+def log_report(label: str, report: Report) -> None:
+    """Log how an execution ended, in the main process (Celery's wording)."""
+    if report.state == states.SUCCESS:
+        logger.info("Task %s succeeded in %.4fs: %s", label, report.runtime, report.summary)
+    elif report.state == states.RETRY:
+        logger.info("Task %s retry: %s", label, report.summary)
+    elif report.state == states.IGNORED:
+        logger.info("Task %s ignored", label)
+    elif report.state == states.REJECTED:
+        logger.warning("Task %s rejected: %s", label, report.summary)
+    elif report.unstored:
+        logger.error("Task %s returned in %.4fs, but its value could not be stored; FAILURE "
+                     "stored: %s", label, report.runtime, report.summary)
+    elif report.expected:
+        # A ``throws`` exception: an expected outcome, not an error, and no traceback.
+        logger.info("Task %s raised expected: %s", label, report.summary)
+    else:
+        logger.error("Task %s raised: %s (after %.4fs)", label, report.summary, report.runtime)
