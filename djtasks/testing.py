@@ -35,15 +35,15 @@ from djtasks.worker.settlement import Fate
 
 
 class _Unsuccessful(Feature):
-    """Remember which jobs did not succeed, for join() to re-raise."""
+    """Remember which requests did not succeed, for join() to re-raise."""
 
     def __init__(self) -> None:
-        self.jobs: list[tuple[Request, Outcome]] = []
+        self.requests: list[tuple[Request, Outcome]] = []
 
-    def after_complete(self, job: Request, outcome: Outcome, fate: Fate) -> None:
+    def after_complete(self, request: Request, outcome: Outcome, fate: Fate) -> None:
         # A retry, an Ignore or a Reject is how the task chose to end, not a failure to raise.
         if not outcome.ok or outcome.value.state == states.FAILURE:
-            self.jobs.append((job, outcome))
+            self.requests.append((request, outcome))
 
 
 class InProcessWorker:
@@ -86,18 +86,18 @@ class InProcessWorker:
         self.start()
         deadline = time.monotonic() + timeout
         while True:
-            self.consumer.process_completions()  # before looking: a done job is still "active"
+            self.consumer.process_completions()  # before looking: a done request is still "active"
             if self._idle():
                 break
             if time.monotonic() > deadline:
                 raise JoinTimeoutError(f"queues {self.queues} not empty after {timeout} s")
             self.consumer.step()
-        if propagate and self.unsuccessful.jobs:
-            job, outcome = self.unsuccessful.jobs.pop(0)
-            self.unsuccessful.jobs.clear()
+        if propagate and self.unsuccessful.requests:
+            request, outcome = self.unsuccessful.requests.pop(0)
+            self.unsuccessful.requests.clear()
             if outcome.lost is not None:
                 raise outcome.lost.as_error()
-            self.app.AsyncResult(job.message.id).get(timeout=0)
+            self.app.AsyncResult(request.message.id).get(timeout=0)
 
     def close(self) -> None:
         if self._started:

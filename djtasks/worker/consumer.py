@@ -1,4 +1,4 @@
-"""Consumer: broker messages in, Jobs out to the pool, acks back (processes layer).
+"""Consumer: broker messages in, Requests out to the pool, acks back (processes layer).
 
 The main thread owns the broker connection: it receives, keeps at most the prefetch window
 of unacknowledged messages, hands a Request to the pool whenever a slot is free and settles its
@@ -72,13 +72,13 @@ class Consumer:
         self._consumer: kombu.Consumer | None = None
         self._stale: set[str] = set()  # acks_late tasks whose channel died while they ran
         # Work a database error interrupted, done again first once the database answers:
-        # messages received but neither reserved nor settled, and finished jobs not yet
+        # messages received but neither reserved nor settled, and finished requests not yet
         # reported and settled. Nothing is dropped while the database is away.
         self._unreceived: deque[kombu.Message] = deque()
         self._unfinished: deque[tuple[Request, Outcome]] = deque()
         self.revocations = Revocations(app.backend, keep_for=app.settings.revoke_expires)
         self.workflow = Workflow(app)
-        self.requests = features.RequestClass(app)
+        self.request_class = features.RequestClass(app)
         self.eta = EtaGate([app.router.queue(name) for name in self.queue_names])
         self.deliveries = DeliveryLimit(app, hostname, self.workflow, lambda: self.eta.queues)
         self.rate_limits = RateLimits(app.tasks, pool, on_held=self._widen_window)
@@ -91,7 +91,7 @@ class Consumer:
             features.Revoke(app, self.revocations, self.workflow, self.events),
             features.Eta(self.eta), features.RateLimits(self.rate_limits),
             features.Deliveries(self.deliveries), features.Acks(), features.TimeLimits(),
-            self.requests, features.Results(app, self.workflow),
+            self.request_class, features.Results(app, self.workflow),
             features.Retries(), *extra_features,
         ])
         self.results: features.Results = self.features.find(features.Results)
@@ -166,7 +166,7 @@ class Consumer:
         self.reserved.clear()
         self.eta.forget()
         self.rate_limits.clear()
-        self._stale = {task_id for task_id, (job, _) in self.active.items() if job.acks_late}
+        self._stale = {task_id for task_id, (request, _) in self.active.items() if request.acks_late}
         old, self.connection = self.connection, None
         try:
             if old is not None:
@@ -274,7 +274,7 @@ class Consumer:
     def receive(self, message: kombu.Message) -> None:
         """Validate ``message`` and reserve, defer or reject it."""
         try:
-            job = self.job_for(message)
+            request = self.request_for(message)
         except (ProtocolError, NotRegistered, DecodeError, KombuContentDisallowed) as exc:
             self.reject_bad_message(message, exc)
             return
@@ -283,22 +283,22 @@ class Consumer:
                              _id_for_log(protocol.task_id_of(message.headers, message.properties)))
             self.reject_bad_message(message, exc)
             return
-        if self.features.before_reserve(job, message):  # else: due later, parked or held
-            self.reserved.append((job, message))
+        if self.features.before_reserve(request, message):  # else: due later, parked or held
+            self.reserved.append((request, message))
 
-    def job_for(self, message: kombu.Message) -> Request:
+    def request_for(self, message: kombu.Message) -> Request:
         """Decode and parse ``message`` into the Request that runs it; raise if it cannot run."""
         protocol.check_content_type(message.content_type, self.accept)
         body = message.decode()
         task_message = protocol.from_wire(message.headers, message.properties, body,
                                           message.delivery_info)
         task = self.app.tasks[task_message.task]
-        return self.requests.class_for(task_message.task)(
+        return self.request_class.class_for(task_message.task)(
             task_message,
             hostname=self.hostname,
             delivery_info=_plain_delivery_info(message.delivery_info),
             received=time.time(),
-            **self.features.job_fields(task_message, task, self.app.settings),
+            **self.features.request_fields(task_message, task, self.app.settings),
         )
 
     def reject_bad_message(self, message: kombu.Message, exc: Exception) -> None:
@@ -330,44 +330,44 @@ class Consumer:
 
     # -- running -----------------------------------------------------------------------
     def dispatch(self) -> None:
-        """Start reserved jobs while the pool has free slots."""
+        """Start reserved requests while the pool has free slots."""
         self.reserved.extendleft(reversed(self.rate_limits.release()))
         while self.reserved and self.pool.free_slots() > 0:
-            job, message = self.reserved.popleft()
+            request, message = self.reserved.popleft()
             try:
-                self.start(job, message)
+                self.start(request, message)
             except DatabaseError:  # not started: it is the first to start once the database answers
-                self.reserved.appendleft((job, message))
+                self.reserved.appendleft((request, message))
                 raise
 
-    def start(self, job: Request, message: kombu.Message) -> None:
-        """Run ``job`` on the pool, unless a feature settles it (expired, revoked, held back)."""
-        if not self.features.before_start(job, message):
+    def start(self, request: Request, message: kombu.Message) -> None:
+        """Run ``request`` on the pool, unless a feature settles it (expired, revoked, held back)."""
+        if not self.features.before_start(request, message):
             return
-        self.active[job.message.id] = (job, message)
-        self.started_at[job.message.id] = time.time()
+        self.active[request.message.id] = (request, message)
+        self.started_at[request.message.id] = time.time()
         try:
-            self.pool.submit(job, self._on_done)
+            self.pool.submit(request, self._on_done)
         except PoolFull:
             raise
         except Exception as exc:  # it cannot reach a pool member (prefork: it does not pickle)
-            del self.active[job.message.id]
-            self.started_at.pop(job.message.id, None)
-            self.fail_unsent(job, message, exc)
+            del self.active[request.message.id]
+            self.started_at.pop(request.message.id, None)
+            self.fail_unsent(request, message, exc)
             return
         self.stats.active = len(self.active)
-        self.features.after_start(job, message)
+        self.features.after_start(request, message)
 
-    def fail_unsent(self, job: Request, message: kombu.Message, exc: Exception) -> None:
-        """Fail ``job``, which the pool refused: store FAILURE, fail its canvas, settle it."""
+    def fail_unsent(self, request: Request, message: kombu.Message, exc: Exception) -> None:
+        """Fail ``request``, which the pool refused: store FAILURE, fail its canvas, settle it."""
         error = DjtasksError(f"the worker could not hand the task to its pool: {exc}")
-        logger.error("Task %s failed: %s", job.label, loggable(error, 1000))
+        logger.error("Task %s failed: %s", request.label, loggable(error, 1000))
         try:
-            self.results.record_failure(job, error, fail_canvas=True)
+            self.results.record_failure(request, error, fail_canvas=True)
         except DatabaseError:  # acknowledged already: it cannot be started again for a retry
-            logger.exception("Could not store the failure of %s", job.label)
-        if job.acks_late:
-            settle_message(message, Fate.ACK if job.acks_on_failure_or_timeout else Fate.REJECT)
+            logger.exception("Could not store the failure of %s", request.label)
+        if request.acks_late:
+            settle_message(message, Fate.ACK if request.acks_on_failure_or_timeout else Fate.REJECT)
 
     def _widen_window(self, held: int) -> None:
         # Held rate-limited messages stay unacknowledged: widen the window by as many.
@@ -382,47 +382,47 @@ class Consumer:
         self._consumer.qos(prefetch_count=count,
                            apply_global=not self.connection.qos_semantics_matches_spec)
 
-    def _on_done(self, job: Request, outcome: Outcome) -> None:
+    def _on_done(self, request: Request, outcome: Outcome) -> None:
         # Called from a pool thread: hand over to the main thread, which owns the connection.
-        self.completions.put((job, outcome))
+        self.completions.put((request, outcome))
 
     def process_completions(self) -> None:
-        """Log finished jobs and acknowledge the acks_late ones.
+        """Log finished requests and acknowledge the acks_late ones.
 
         A database error while one is handled puts it back, first in line, and goes to the
         loop: once the database answers it is reported and settled, never dropped.
         """
         while True:
             if self._unfinished:
-                job, outcome = self._unfinished.popleft()
+                request, outcome = self._unfinished.popleft()
             else:
                 try:
-                    job, outcome = self.completions.get_nowait()
+                    request, outcome = self.completions.get_nowait()
                 except queue.Empty:
                     return
             try:
-                self.complete(job, outcome)
+                self.complete(request, outcome)
             except DatabaseError:
-                self._unfinished.appendleft((job, outcome))
+                self._unfinished.appendleft((request, outcome))
                 raise
 
-    def complete(self, job: Request, outcome: Outcome) -> None:
-        """Let the features record the end of ``job``, then settle its message."""
-        _job, message = self.active.get(job.message.id, (job, None))
-        if self.features.before_complete(job, outcome):
-            fate = late_fate(job, outcome) if job.acks_late else Fate.ACK
-            self.features.after_complete(job, outcome, fate)
+    def complete(self, request: Request, outcome: Outcome) -> None:
+        """Let the features record the end of ``request``, then settle its message."""
+        _job, message = self.active.get(request.message.id, (request, None))
+        if self.features.before_complete(request, outcome):
+            fate = late_fate(request, outcome) if request.acks_late else Fate.ACK
+            self.features.after_complete(request, outcome, fate)
         else:  # a feature recorded how it ended (revoke(terminate=True))
             fate = Fate.ACK
-        if job.acks_late and message is not None:
-            if job.message.id in self._stale:
-                self._stale.discard(job.message.id)
+        if request.acks_late and message is not None:
+            if request.message.id in self._stale:
+                self._stale.discard(request.message.id)
                 logger.warning("Task %s: not acknowledged, its channel is gone; the broker "
-                               "delivers it again", job.label)
+                               "delivers it again", request.label)
             else:
                 settle_message(message, fate)
-        self.active.pop(job.message.id, None)
-        self.started_at.pop(job.message.id, None)
+        self.active.pop(request.message.id, None)
+        self.started_at.pop(request.message.id, None)
         self.stats.active = len(self.active)
 
 

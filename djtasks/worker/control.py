@@ -380,7 +380,7 @@ def _answering(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _runs_task(task_id: str) -> Callable[[Any], bool]:
-    """Match the pool job that runs ``task_id``."""
-    def match(job: Any) -> bool:
-        return bool(job.message.id == task_id)
+    """Match the pool request that runs ``task_id``."""
+    def match(request: Any) -> bool:
+        return bool(request.message.id == task_id)
     return match

@@ -97,7 +97,7 @@ def test_only_features_that_override_a_hook_are_called_for_it():
     assert hooks._hooked["before_job"] == []
 
 
-def test_job_fields_merge_what_each_feature_decides():
+def test_request_fields_merge_what_each_feature_decides():
     class Limits(Feature):
         def before_job(self, message, task, settings):
             return {"time_limit": 5}
@@ -106,7 +106,7 @@ def test_job_fields_merge_what_each_feature_decides():
         def before_job(self, message, task, settings):
             return {"acks_late": True}
 
-    assert Features([Limits(), Flags()]).job_fields(None, None, None) == {
+    assert Features([Limits(), Flags()]).request_fields(None, None, None) == {
         "time_limit": 5, "acks_late": True}
 
 

@@ -1,7 +1,7 @@
 """The acks feature: when a message is acknowledged, and what a lost member means (processes layer).
 
-Early (the default): acknowledged as the job goes to the pool. With ``acks_late``: once
-the job is over, as ``settlement.late_fate`` decides; ``reject_on_worker_lost`` requeues
+Early (the default): acknowledged as the request goes to the pool. With ``acks_late``: once
+the request is over, as ``settlement.late_fate`` decides; ``reject_on_worker_lost`` requeues
 the message of a member that died instead of failing it.
 """
 
@@ -17,7 +17,7 @@ from djtasks.worker.settlement import first_set
 
 
 class Acks(Feature):
-    """Decide each job's acknowledgement flags; acknowledge the early ones as they start."""
+    """Decide each request's acknowledgement flags; acknowledge the early ones as they start."""
 
     options = frozenset({"acks_late", "reject_on_worker_lost"})
 
@@ -31,7 +31,7 @@ class Acks(Feature):
                 settings.task_acks_on_failure_or_timeout)),
         }
 
-    def before_start(self, job: Any, message: Any) -> bool:
-        if not job.acks_late:
+    def before_start(self, request: Any, message: Any) -> bool:
+        if not request.acks_late:
             message.ack()
         return True

@@ -38,26 +38,26 @@ class Feature:
     options: ClassVar[frozenset[str]] = frozenset()
 
     def before_job(self, message: TaskMessage, task: Any, settings: Settings) -> Mapping[str, Any]:
-        """Return the fields of the job that this feature decides (e.g. its time limits)."""
+        """Return the fields of the request that this feature decides (e.g. its time limits)."""
         return {}
 
-    def before_reserve(self, job: Any, message: Any) -> bool:
+    def before_reserve(self, request: Any, message: Any) -> bool:
         """A message was received; False: the feature keeps it (e.g. it is due later)."""
         return True
 
-    def before_start(self, job: Any, message: Any) -> bool:
-        """The job is about to go to the pool; False: the feature settled it instead."""
+    def before_start(self, request: Any, message: Any) -> bool:
+        """The request is about to go to the pool; False: the feature settled it instead."""
         return True
 
-    def after_start(self, job: Any, message: Any) -> None:
-        """The job went to a pool member."""
+    def after_start(self, request: Any, message: Any) -> None:
+        """The request went to a pool member."""
 
-    def before_complete(self, job: Any, outcome: Outcome) -> bool:
-        """The job is over; False: the feature recorded how it ended (its message is acked)."""
+    def before_complete(self, request: Any, outcome: Outcome) -> bool:
+        """The request is over; False: the feature recorded how it ended (its message is acked)."""
         return True
 
-    def after_complete(self, job: Any, outcome: Outcome, fate: Fate) -> None:
-        """The job is over and ``fate`` is what becomes of its acks_late message."""
+    def after_complete(self, request: Any, outcome: Outcome, fate: Fate) -> None:
+        """The request is over and ``fate`` is what becomes of its acks_late message."""
 
     def __repr__(self) -> str:
         return f"<feature {type(self).__name__}>"
@@ -87,8 +87,8 @@ class Features:
                 return feature
         raise LookupError(f"no {kind.__name__} among the worker's features")
 
-    def job_fields(self, message: TaskMessage, task: Any, settings: Settings) -> dict[str, Any]:
-        """Merge what each feature decides of the job built for ``message``."""
+    def request_fields(self, message: TaskMessage, task: Any, settings: Settings) -> dict[str, Any]:
+        """Merge what each feature decides of the request built for ``message``."""
         fields: dict[str, Any] = {}
         for hook in self._hooked["before_job"]:
             # Not guarded: a field a feature cannot decide (a bad time limit) makes the
@@ -96,26 +96,26 @@ class Features:
             fields.update(hook(message, task, settings))
         return fields
 
-    def before_reserve(self, job: Any, message: Any) -> bool:
-        return self._until_false("before_reserve", job, message)
+    def before_reserve(self, request: Any, message: Any) -> bool:
+        return self._until_false("before_reserve", request, message)
 
-    def before_start(self, job: Any, message: Any) -> bool:
-        return self._until_false("before_start", job, message)
+    def before_start(self, request: Any, message: Any) -> bool:
+        return self._until_false("before_start", request, message)
 
-    def after_start(self, job: Any, message: Any) -> None:
+    def after_start(self, request: Any, message: Any) -> None:
         for hook in self._hooked["after_start"]:
-            _guarded(hook, job, job, message)
+            _guarded(hook, request, request, message)
 
-    def before_complete(self, job: Any, outcome: Outcome) -> bool:
-        return self._until_false("before_complete", job, outcome)
+    def before_complete(self, request: Any, outcome: Outcome) -> bool:
+        return self._until_false("before_complete", request, outcome)
 
-    def after_complete(self, job: Any, outcome: Outcome, fate: Fate) -> None:
+    def after_complete(self, request: Any, outcome: Outcome, fate: Fate) -> None:
         for hook in self._hooked["after_complete"]:
-            _guarded(hook, job, job, outcome, fate)
+            _guarded(hook, request, request, outcome, fate)
 
-    def _until_false(self, name: str, job: Any, *args: Any) -> bool:
-        # A feature that says False has settled the job: the ones after it are not asked.
-        return all(_guarded(hook, job, job, *args) is not False for hook in self._hooked[name])
+    def _until_false(self, name: str, request: Any, *args: Any) -> bool:
+        # A feature that says False has settled the request: the ones after it are not asked.
+        return all(_guarded(hook, request, request, *args) is not False for hook in self._hooked[name])
 
 
 def task_options(features: Sequence[type[Feature]]) -> frozenset[str]:
@@ -123,12 +123,12 @@ def task_options(features: Sequence[type[Feature]]) -> frozenset[str]:
     return frozenset().union(*(feature.options for feature in features))
 
 
-def _guarded(hook: Any, job: Any, *args: Any) -> Any:
+def _guarded(hook: Any, request: Any, *args: Any) -> Any:
     try:
         return hook(*args)
     except DatabaseError:
         raise  # the consumer does this step again once the database answers
     except Exception:
         logger.exception("The worker feature hook %s raised for %s; the worker goes on",
-                         getattr(hook, "__qualname__", hook), getattr(job, "label", job))
+                         getattr(hook, "__qualname__", hook), getattr(request, "label", request))
         return None

@@ -14,5 +14,5 @@ class Deliveries(Feature):
     def __init__(self, limit: DeliveryLimit) -> None:
         self.limit = limit
 
-    def before_start(self, job: Any, message: Any) -> bool:
-        return self.limit.admit(job, message)
+    def before_start(self, request: Any, message: Any) -> bool:
+        return self.limit.admit(request, message)

@@ -14,5 +14,5 @@ class Eta(Feature):
     def __init__(self, gate: EtaGate) -> None:
         self.gate = gate
 
-    def before_reserve(self, job: Any, message: Any) -> bool:
-        return not self.gate.defer(job, message)
+    def before_reserve(self, request: Any, message: Any) -> bool:
+        return not self.gate.defer(request, message)

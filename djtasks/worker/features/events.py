@@ -16,30 +16,30 @@ logger = logging.getLogger("djtasks.worker")
 
 
 class Events(Feature):
-    """Log and announce each received message; send Celery's task events as jobs run and end."""
+    """Log and announce each received message; send Celery's task events as requests run and end."""
 
     def __init__(self, tasks: Any, events: TaskEvents, sender: Any) -> None:
         self.tasks = tasks
         self.events = events
         self.sender = sender  # the task_received signal's sender: the consumer, as in Celery
 
-    def before_reserve(self, job: Any, message: Any) -> bool:
-        logger.info("Task %s received", job.label)
-        self.events.received(job, sensitive=is_sensitive(self.tasks.get(job.message.task)))
-        signals.task_received.send_robust(sender=self.sender, request=job)
+    def before_reserve(self, request: Any, message: Any) -> bool:
+        logger.info("Task %s received", request.label)
+        self.events.received(request, sensitive=is_sensitive(self.tasks.get(request.message.task)))
+        signals.task_received.send_robust(sender=self.sender, request=request)
         return True
 
-    def after_start(self, job: Any, message: Any) -> None:
-        self.events.started(job)
+    def after_start(self, request: Any, message: Any) -> None:
+        self.events.started(request)
 
-    def after_complete(self, job: Any, outcome: Outcome, fate: Fate) -> None:
+    def after_complete(self, request: Any, outcome: Outcome, fate: Fate) -> None:
         ended = how_it_ended(outcome, fate)
         if ended is not None:
-            self.events.finished(job, *ended)
+            self.events.finished(request, *ended)
 
 
 def how_it_ended(outcome: Outcome, fate: Fate) -> tuple[str, float | None, str, str, bool] | None:
-    """Return state, runtime, summary, traceback and requeue of a job; None: it runs again.
+    """Return state, runtime, summary, traceback and requeue of a request; None: it runs again.
 
     A member that could not record the task ended it in FAILURE (recorded by the main
     process), unless its message went back to the queue: then it has not ended.

@@ -9,12 +9,12 @@ from djtasks.worker.rate_limits import RateLimits as Gate
 
 
 class RateLimits(Feature):
-    """Hold a job back while its task has no token left (the consumer releases it later)."""
+    """Hold a request back while its task has no token left (the consumer releases it later)."""
 
     options = frozenset({"rate_limit"})
 
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
 
-    def before_start(self, job: Any, message: Any) -> bool:
-        return not self.gate.hold(job, message)
+    def before_start(self, request: Any, message: Any) -> bool:
+        return not self.gate.hold(request, message)

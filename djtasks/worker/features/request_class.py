@@ -24,7 +24,7 @@ from djtasks.worker.settlement import Fate, failure_to_record
 
 
 class RequestClass(Feature):
-    """Build each job as its task's Request class; call that class's hooks as the job ends."""
+    """Build each request as its task's Request class; call that class's hooks as the request ends."""
 
     options = frozenset({"Request"})
 
@@ -43,24 +43,24 @@ class RequestClass(Feature):
             cls = self._classes[name] = request_class(task)
         return cls
 
-    def after_complete(self, job: Any, outcome: Outcome, fate: Fate) -> None:
-        if type(job) is Request:  # the default hooks do nothing
+    def after_complete(self, request: Any, outcome: Outcome, fate: Fate) -> None:
+        if type(request) is Request:  # the default hooks do nothing
             return
         error = failure_to_record(outcome)
         if outcome.timeout is not None:  # a time limit the pool enforced
-            job.on_timeout(outcome.timeout.soft, outcome.timeout.limit)
+            request.on_timeout(outcome.timeout.soft, outcome.timeout.limit)
         if error is not None:
-            job.on_failure(ExceptionInfo(error))
+            request.on_failure(ExceptionInfo(error))
             return
         report = outcome.value
         if report is None:
             return
         if report.state == states.SUCCESS:
-            job.on_success((False, report.summary, report.runtime))
+            request.on_success((False, report.summary, report.runtime))
         elif report.state == states.RETRY:
-            job.on_retry(ExceptionInfo(_exception(report)))
+            request.on_retry(ExceptionInfo(_exception(report)))
         elif report.state == states.FAILURE:
-            job.on_failure(ExceptionInfo(_exception(report), report.traceback))
+            request.on_failure(ExceptionInfo(_exception(report), report.traceback))
 
 
 def request_class(task: Any) -> type[Request]:

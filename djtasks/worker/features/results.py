@@ -1,4 +1,4 @@
-"""The results feature: what the main process records and logs of each job's end (processes layer).
+"""The results feature: what the main process records and logs of each request's end (processes layer).
 
 The member that ran a task stores its result (see ``worker/request.py``). The main process
 stores only what a member could not: the FAILURE of one that was killed or lost, or that
@@ -29,7 +29,7 @@ logger = logging.getLogger("djtasks.worker")
 
 
 class Results(Feature):
-    """Decide whether a job stores its result; record and log how each job ended."""
+    """Decide whether a request stores its result; record and log how each request ended."""
 
     options = frozenset({"ignore_result", "track_started", "store_errors_even_if_ignored",
                          "throws", "sensitive"})
@@ -46,31 +46,31 @@ class Results(Feature):
             "track_started": bool(first_set(task.track_started, settings.task_track_started)),
         }
 
-    def after_complete(self, job: Any, outcome: Outcome, fate: Fate) -> None:
+    def after_complete(self, request: Any, outcome: Outcome, fate: Fate) -> None:
         # A member that was killed, was lost, or could not run or record the task (its
         # database went away, say): record the failure from here, so that no caller
         # waits for a result; unless the message goes back to its queue to run again.
         error = failure_to_record(outcome)
         if error is None:
-            log_report(job.label, outcome.value)
+            log_report(request.label, outcome.value)
         elif fate is Fate.REQUEUE:
-            logger.warning("Task %s: %s; requeued, it will run again", job.label, error)
+            logger.warning("Task %s: %s; requeued, it will run again", request.label, error)
         else:
-            logger.error("Task %s raised unexpected: %s", job.label, loggable(repr(error), 1000))
+            logger.error("Task %s raised unexpected: %s", request.label, loggable(repr(error), 1000))
             # It died mid-task: its errbacks, chain and chord wait for it.
-            self.record_failure(job, error, fail_canvas=outcome.lost is not None)
+            self.record_failure(request, error, fail_canvas=outcome.lost is not None)
 
-    def record_failure(self, job: Any, error: Exception, fail_canvas: bool) -> None:
-        """Store FAILURE for ``job`` from the main process; with ``fail_canvas``, fail its canvas."""
+    def record_failure(self, request: Any, error: Exception, fail_canvas: bool) -> None:
+        """Store FAILURE for ``request`` from the main process; with ``fail_canvas``, fail its canvas."""
         try:
-            self.app.backend.store(job.message.id, states.FAILURE, exception_to_dict(error))
+            self.app.backend.store(request.message.id, states.FAILURE, exception_to_dict(error))
             if fail_canvas:
-                self.workflow.on_failure(job.message, job, error, "")
-                self.workflow.count_in_chord(job.message, failed=True)
+                self.workflow.on_failure(request.message, request, error, "")
+                self.workflow.count_in_chord(request.message, failed=True)
         except DatabaseError:
             raise  # recorded once the database answers (process_completions)
         except Exception:
-            logger.exception("Could not store the failure of %s, or fail its canvas", job.label)
+            logger.exception("Could not store the failure of %s, or fail its canvas", request.label)
 
 
 def log_report(label: str, report: Report) -> None:

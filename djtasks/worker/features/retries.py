@@ -2,7 +2,7 @@
 
 Retries happen where the task runs: ``Task.retry()`` sends the message again and raises
 Retry, which the trace stores as RETRY (see ``worker/trace.py``). In the main process a
-retried job is one that ended, so this feature has no hook: it owns the options.
+retried request is one that ended, so this feature has no hook: it owns the options.
 """
 
 from __future__ import annotations

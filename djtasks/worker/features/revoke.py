@@ -1,8 +1,8 @@
-"""The revoke feature: expired and revoked messages, and terminated jobs (processes layer).
+"""The revoke feature: expired and revoked messages, and terminated requests (processes layer).
 
 A message past its ``expires``, or whose id was revoked, is not run: it is acknowledged
 and REVOKED is stored; its chord fails instead of hanging and the rest of its chain is
-marked failed, as if it had raised TaskRevokedError. A job ended by
+marked failed, as if it had raised TaskRevokedError. A request ended by
 ``revoke(terminate=True)`` is recorded the same way when its member reports back.
 """
 
@@ -28,7 +28,7 @@ logger = logging.getLogger("djtasks.worker")
 
 
 class Revoke(Feature):
-    """Skip expired and revoked jobs; record the terminated ones."""
+    """Skip expired and revoked requests; record the terminated ones."""
 
     options = frozenset({"expires"})
 
@@ -39,51 +39,51 @@ class Revoke(Feature):
         self.workflow = workflow
         self.events = events
 
-    def before_reserve(self, job: Any, message: Any) -> bool:
+    def before_reserve(self, request: Any, message: Any) -> bool:
         self.revocations.message_received()
         return True
 
-    def before_start(self, job: Any, message: Any) -> bool:
-        expires = job.message.expires
+    def before_start(self, request: Any, message: Any) -> bool:
+        expires = request.message.expires
         if expires is not None and expires <= datetime.now(UTC):
-            logger.warning("Task %s expired at %s; not run", job.label, expires.isoformat())
-            self.skip(job, message, "expired")
+            logger.warning("Task %s expired at %s; not run", request.label, expires.isoformat())
+            self.skip(request, message, "expired")
             return False
-        if job.message.id in self.revocations:
-            logger.warning("Discarding revoked task: %s", job.label)
-            self.skip(job, message, "revoked")
+        if request.message.id in self.revocations:
+            logger.warning("Discarding revoked task: %s", request.label)
+            self.skip(request, message, "revoked")
             return False
         return True
 
-    def before_complete(self, job: Any, outcome: Outcome) -> bool:
-        signum = self.revocations.terminated_by(job.message.id)  # revoke(terminate=True)
+    def before_complete(self, request: Any, outcome: Outcome) -> bool:
+        signum = self.revocations.terminated_by(request.message.id)  # revoke(terminate=True)
         if signum is None:
             return True
         try:
-            self.store_revoked(job, "terminated")
+            self.store_revoked(request, "terminated")
         except DatabaseError:
-            self.revocations.mark_terminated(job.message.id, signum)  # asked again
+            self.revocations.mark_terminated(request.message.id, signum)  # asked again
             raise
-        signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task), request=job,
+        signals.task_revoked.send_robust(sender=self.app.tasks.get(request.message.task), request=request,
                                          terminated=True, signum=signum, expired=False)
-        self.events.revoked(job.message.id, terminated=True, signum=signum)
+        self.events.revoked(request.message.id, terminated=True, signum=signum)
         return False
 
-    def skip(self, job: Any, message: Any, reason: str) -> None:
-        """Do not run ``job``: store REVOKED with ``reason``, fail its canvas, ack it."""
+    def skip(self, request: Any, message: Any, reason: str) -> None:
+        """Do not run ``request``: store REVOKED with ``reason``, fail its canvas, ack it."""
         # Stored before the ack: if the store fails, the message is still ours to skip again.
-        self.store_revoked(job, reason)
+        self.store_revoked(request, reason)
         message.ack()
-        self.events.revoked(job.message.id, expired=reason == "expired")
-        signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task), request=job,
+        self.events.revoked(request.message.id, expired=reason == "expired")
+        signals.task_revoked.send_robust(sender=self.app.tasks.get(request.message.task), request=request,
                                          terminated=False, signum=None, expired=reason == "expired")
 
-    def store_revoked(self, job: Any, reason: str) -> None:
-        """Store REVOKED with ``reason`` for ``job``, and fail its canvas."""
+    def store_revoked(self, request: Any, reason: str) -> None:
+        """Store REVOKED with ``reason`` for ``request``, and fail its canvas."""
         error = TaskRevokedError(reason)
-        self.app.backend.store(job.message.id, states.REVOKED, exception_to_dict(error))
+        self.app.backend.store(request.message.id, states.REVOKED, exception_to_dict(error))
         try:
-            self.workflow.fail_steps(job.message.chain or (), error, "")
-            self.workflow.count_in_chord(job.message, failed=True)
+            self.workflow.fail_steps(request.message.chain or (), error, "")
+            self.workflow.count_in_chord(request.message, failed=True)
         except Exception:
-            logger.exception("Could not fail the canvas of skipped task %s", job.label)
+            logger.exception("Could not fail the canvas of skipped task %s", request.label)

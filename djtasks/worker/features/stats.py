@@ -13,15 +13,15 @@ from djtasks.worker.settlement import Fate
 
 
 class Stats(Feature):
-    """Count the jobs started per task, and the finished and failed ones."""
+    """Count the requests started per task, and the finished and failed ones."""
 
     def __init__(self, stats: WorkerStats) -> None:
         self.stats = stats
 
-    def after_start(self, job: Any, message: Any) -> None:
-        self.stats.totals[job.message.task] += 1
+    def after_start(self, request: Any, message: Any) -> None:
+        self.stats.totals[request.message.task] += 1
 
-    def after_complete(self, job: Any, outcome: Outcome, fate: Fate) -> None:
+    def after_complete(self, request: Any, outcome: Outcome, fate: Fate) -> None:
         ended = how_it_ended(outcome, fate)
         if ended is None:
             return

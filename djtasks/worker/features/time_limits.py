@@ -1,4 +1,4 @@
-"""The time-limits feature: ``time_limit`` and ``soft_time_limit`` of each job (processes layer).
+"""The time-limits feature: ``time_limit`` and ``soft_time_limit`` of each request (processes layer).
 
 The limits are the call's (the message's timelimit header), else the task's, else the
 worker's ``task_time_limit`` / ``task_soft_time_limit``. The pool enforces them; the
@@ -18,7 +18,7 @@ from djtasks.worker.settlement import first_set
 
 
 class TimeLimits(Feature):
-    """Decide each job's soft and hard time limits."""
+    """Decide each request's soft and hard time limits."""
 
     options = frozenset({"time_limit", "soft_time_limit"})
 
