@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from djtasks.canvas.signature import Signature
 from djtasks.exceptions import MaxRetriesExceededError, Retry
+from djtasks.registry import app_or_default
 from djtasks.task.request import Request, current_request, detached_request
 from djtasks.utils.rates import parse_rate
 
@@ -161,11 +162,8 @@ class Task:
 
     @property
     def app(self) -> App:
-        if self._app is not None:
-            return self._app
-        import djtasks  # the package root builds the default app on first use
-
-        return djtasks.app
+        """The app this task was made for, else the default one (a shared task)."""
+        return app_or_default(self._app)
 
     @property
     def request(self) -> Request:

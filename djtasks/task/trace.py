@@ -48,10 +48,14 @@ class Ending:
 class Recorder:
     """Record the end of an execution; this one records nothing (eager runs)."""
 
+    def follow_up(self, value: Any) -> None:
+        """Set off what follows a success (callbacks, the next chain step); raising fails the run."""
+
     def succeeded(self, value: Any, runtime: float) -> Exception | None:
         """Record ``value``; return why it could not be, after recording that FAILURE instead.
 
-        What raises here turns the run into a FAILURE with that exception.
+        What raises here is not the task's failure but the recorder's: it goes up to the
+        caller (a pool member then reports that it could not record the task).
         """
         return None
 
@@ -92,9 +96,10 @@ def _ended(task: Task, request: Request, recorder: Recorder) -> Ending:
         return _failed(task, request, recorder, exc, time.perf_counter() - started)
     runtime = time.perf_counter() - started
     try:
-        unrecorded = recorder.succeeded(value, runtime)
+        recorder.follow_up(value)
     except Exception as exc:  # it ran, but what follows it could not be sent
         return _failed(task, request, recorder, exc, runtime)
+    unrecorded = recorder.succeeded(value, runtime)
     if unrecorded is not None:
         return Ending(states.FAILURE, unrecorded, None, runtime, unrecorded=True)
     handlers.succeeded(task, request, value)

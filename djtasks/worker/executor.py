@@ -104,18 +104,21 @@ class ResultRecorder(Recorder):
         self.task = task
         self.request = request
         self.info = info
+        self.sent: list[str] = []
 
-    def succeeded(self, value: Any, runtime: float) -> Exception | None:
-        request, message = self.request, self.request.message
+    def follow_up(self, value: Any) -> None:
         try:
-            sent = self.workflow.on_success(message, value)
+            self.sent = self.workflow.on_success(self.request.message, value)
         except Exception as exc:
             # The task ran, but what follows it could not be sent (a broker error, a step
             # this worker cannot read): fail it, as Celery does, so nothing waits for ever.
             raise DjtasksError(f"{self.task.name} succeeded, but its callbacks or next chain "
                                f"step could not be sent: {exc!r}") from exc
+
+    def succeeded(self, value: Any, runtime: float) -> Exception | None:
+        request, message = self.request, self.request.message
         # What the workflow sends is a child already (it is sent under this request).
-        children = list(dict.fromkeys(request.children + sent))
+        children = list(dict.fromkeys(request.children + self.sent))
         # A chord's body reads its header's results: those are stored whatever ignore_result says.
         unstored = None
         if not request.ignore_result or message.chord is not None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 import pytest
 from django.db import OperationalError
 from django.test import override_settings
 
-from djtasks import states
-from djtasks.task import FEATURE_OPTIONS, TASK_OPTIONS, build_task
+from djtasks import shared_task, states
+from djtasks.protocol import TaskMessage
+from djtasks.task import FEATURE_OPTIONS, TASK_OPTIONS, Request, build_task, trace
+from djtasks.task import Recorder as TraceRecorder
 from djtasks.testing import InProcessWorker
 from djtasks.worker import features
 from djtasks.worker.features import Feature, Features
@@ -140,3 +143,64 @@ def test_a_failing_feature_does_not_stop_the_worker(caplog):
     assert calls == [("mine", "before_reserve"), ("mine", "before_start"),
                      ("mine", "after_start"), ("mine", "after_complete")]
     assert any("Raising.after_complete raised" in record.getMessage() for record in caplog.records)
+
+
+class NotingRequest(Request):
+    """A task's own Request class: its hooks run in the consumer once the run is over."""
+
+    ended: ClassVar[list] = []
+
+    def on_success(self, failed__retval__runtime, **kwargs):
+        NotingRequest.ended.append((self.id, failed__retval__runtime[1]))
+
+
+@shared_task(bind=True, Request=NotingRequest, name="tests.unit.test_features.introspect")
+def introspect(self):
+    request = self.request
+    return [type(request).__name__, request.id, request.hostname, request.called_directly,
+            request.is_eager, dict(request.delivery_info).get("routing_key")]
+
+
+@pytest.mark.django_db
+def test_the_body_sees_the_request_the_worker_built_and_its_hooks_run():
+    NotingRequest.ended.clear()
+    with override_settings(DJTASKS={"broker_url": "memory://", "task_default_queue": "testing"}):
+        result = introspect.delay()
+        with InProcessWorker() as worker:
+            worker.join()
+        assert result.get(timeout=1) == ["NotingRequest", result.id, "testing@localhost", False,
+                                         False, "testing"]
+    assert [task_id for task_id, _ in NotingRequest.ended] == [result.id]
+
+
+def test_an_eager_run_goes_through_the_same_trace_with_an_eager_request():
+    outcome = introspect.apply().get()
+    assert outcome[0] == "Request"  # the plain class: Request hooks are the worker's
+    assert outcome[3:5] == [False, True]
+
+
+class Refusing(TraceRecorder):
+    """A recorder whose follow-up or store breaks, as a broker or a database may."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def follow_up(self, value):
+        if self.where == "follow_up":
+            raise RuntimeError("cannot send the callbacks")
+
+    def succeeded(self, value, runtime):
+        if self.where == "store":
+            raise OperationalError("cannot store")
+        return None
+
+
+def test_a_failed_follow_up_fails_the_run_but_a_failed_store_goes_up_to_the_member():
+    task = build_task(lambda: 4, name="tests.unit.test_features.four")
+    request = Request(TaskMessage(id="t4", task=task.name))
+    ending = trace(task, request, Refusing("follow_up"))
+    assert ending.state == states.FAILURE
+    assert isinstance(ending.value, RuntimeError)
+    with pytest.raises(OperationalError):  # the member reports it; the main process records it
+        trace(task, request, Refusing("store"))
+    assert trace(task, request).state == states.SUCCESS
