@@ -204,3 +204,11 @@ def test_a_failed_follow_up_fails_the_run_but_a_failed_store_goes_up_to_the_memb
     with pytest.raises(OperationalError):  # the member reports it; the main process records it
         trace(task, request, Refusing("store"))
     assert trace(task, request).state == states.SUCCESS
+
+
+@pytest.mark.django_db
+def test_the_consumer_runs_the_features_in_the_documented_order():
+    with override_settings(DJTASKS={"broker_url": "memory://", "task_default_queue": "testing"}):
+        worker = InProcessWorker()
+        built = [type(feature) for feature in worker.consumer.features]
+    assert built[:len(features.FEATURES)] == list(features.FEATURES)

@@ -1,6 +1,6 @@
 """The results feature: what the main process records and logs of each request's end (processes layer).
 
-The member that ran a task stores its result (see ``worker/request.py``). The main process
+The member that ran a task stores its result (see ``worker/executor.py``). The main process
 stores only what a member could not: the FAILURE of one that was killed or lost, or that
 could not run or record the task, so that no caller waits for ever.
 """

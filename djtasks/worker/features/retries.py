@@ -1,8 +1,9 @@
 """The retries feature: the task options of ``self.retry()`` and automatic retries (processes layer).
 
 Retries happen where the task runs: ``Task.retry()`` sends the message again and raises
-Retry, which the trace stores as RETRY (see ``worker/trace.py``). In the main process a
-retried request is one that ended, so this feature has no hook: it owns the options.
+Retry, which the trace turns into RETRY (``task/trace.py``; the worker stores it). In the
+main process a retried request is one that ended: this feature has no hook, it owns the
+options.
 """
 
 from __future__ import annotations
