@@ -62,6 +62,21 @@ class Request:
         #: Ids of the tasks this execution sent, in order: stored as its result's children.
         self.children: list[str] = []
 
+    # -- to a pool member and back: the fields, in order, without their names ---------------
+    def __getstate__(self) -> tuple:
+        # A tuple, not the instance's dict: the main process pickles one per message, and the
+        # names of the fields would be most of the work. A subclass's own attributes follow.
+        state = self.__dict__
+        extra = {key: state[key] for key in state.keys() - _KNOWN} if len(state) > len(_KNOWN) else None
+        return tuple(state[key] for key in _SENT), extra
+
+    def __setstate__(self, state: tuple) -> None:
+        values, extra = state
+        self.__dict__.update(zip(_SENT, values, strict=True))
+        self.children = []  # this execution's own, in the member that runs it
+        if extra:
+            self.__dict__.update(extra)
+
     # -- what Celery's Context gives a task body -------------------------------------------
     @property
     def called_directly(self) -> bool:
@@ -177,6 +192,12 @@ class Request:
     def on_timeout(self, soft: bool, timeout: float) -> None:
         """The task ran past its soft or hard time limit of ``timeout`` seconds."""
 
+
+#: What crosses to a pool member (``children`` starts empty there).
+_SENT = ("message", "hostname", "delivery_info", "is_eager", "ignore_result", "acks_late",
+         "track_started", "time_limit", "soft_time_limit", "reject_on_worker_lost",
+         "acks_on_failure_or_timeout", "received")
+_KNOWN = frozenset({*_SENT, "children"})
 
 _current_request: ContextVar[Request | None] = ContextVar("djtasks_request", default=None)
 

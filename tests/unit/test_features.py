@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from typing import ClassVar
 
 import pytest
@@ -212,3 +213,24 @@ def test_the_consumer_runs_the_features_in_the_documented_order():
         worker = InProcessWorker()
         built = [type(feature) for feature in worker.consumer.features]
     assert built[:len(features.FEATURES)] == list(features.FEATURES)
+
+
+class Annotated(Request):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.note = "kept"
+
+
+def test_a_request_crosses_to_a_pool_member_whole_with_its_own_children():
+    request = Annotated(TaskMessage(id="t5", task="x", args=(1,)), hostname="h",
+                        delivery_info={"routing_key": "q"}, acks_late=True, time_limit=3,
+                        received=2.0)
+    request.children.append("sent-before")
+    copy = pickle.loads(pickle.dumps(request))
+    assert type(copy) is Annotated
+    assert (copy.message, copy.hostname, copy.delivery_info, copy.acks_late, copy.time_limit,
+            copy.received, copy.note) == (request.message, "h", {"routing_key": "q"}, True, 3,
+                                          2.0, "kept")
+    assert copy.children == []
+    plain = pickle.loads(pickle.dumps(Request(TaskMessage(id="t6", task="x"))))
+    assert (plain.id, plain.children, plain.called_directly) == ("t6", [], False)
