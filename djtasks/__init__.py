@@ -21,6 +21,7 @@ from djtasks.canvas import (
     xstarmap,
 )
 from djtasks.canvas import builtins as _builtins  # noqa: F401 - registers celery.map, starmap, chunks
+from djtasks.registry import use_default_app
 from djtasks.result import AsyncResult, EagerResult, GroupResult
 from djtasks.task import Task
 
@@ -32,6 +33,10 @@ __all__ = [
     "App", "AsyncResult", "EagerResult", "GroupResult", "Signature", "Task", "app", "chain", "chord",
     "chunks", "group", "maybe_signature", "shared_task", "signature", "task", "xmap", "xstarmap",
 ]
+
+# What is made without an app (Celery's AsyncResult(id), signature("name")) finds the
+# default one through this, built on first use: the package root is the edge that knows it.
+use_default_app(default_app)
 
 #: ``@task`` and ``@shared_task`` are one decorator; both names are kept for Celery users.
 task = shared_task

@@ -1,4 +1,10 @@
-"""TaskRegistry: the names an app knows, mapped to their Task objects (client layer)."""
+"""TaskRegistry: the names an app knows, and where the default app is found (client layer).
+
+What is made without an app (a signature of a shared task, ``signature("name")``,
+Celery's ``AsyncResult(id)``) belongs to the default app, ``djtasks.app``. Only the
+package root (the edge) builds it; it installs its finder here with ``use_default_app``,
+so nothing below the edge imports the package to reach it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,25 @@ from typing import TYPE_CHECKING
 from djtasks.exceptions import AlreadyRegistered, NotRegistered
 
 if TYPE_CHECKING:
+    from djtasks.application import App
     from djtasks.task import Task
+
+_default_app: Callable[[], App] | None = None
+
+
+def use_default_app(finder: Callable[[], App]) -> None:
+    """Install what ``app_or_default`` calls for an app none was given (the package root does)."""
+    global _default_app
+    _default_app = finder
+
+
+def app_or_default(app: App | None) -> App:
+    """Return ``app``, or the default app for what was made without one."""
+    if app is not None:
+        return app
+    if _default_app is None:
+        raise RuntimeError("no app given, and no default app: import djtasks first")
+    return _default_app()
 
 
 class TaskRegistry(Mapping[str, "Task"]):

@@ -18,44 +18,47 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
 
 import djtasks
 from djtasks import states
 from djtasks.application import App
 from djtasks.exceptions import TimeoutError as JoinTimeoutError
 from djtasks.models import ParkedMessage
+from djtasks.task import Request
 from djtasks.worker.consumer import Consumer
+from djtasks.worker.executor import Executor
+from djtasks.worker.features import Feature
 from djtasks.worker.pools import SoloPool
 from djtasks.worker.pools.base import Outcome
 from djtasks.worker.release import EtaRelease
-from djtasks.worker.request import Executor, Job
 from djtasks.worker.settlement import Fate
 
 
-class _RecordingConsumer(Consumer):
-    """A consumer that remembers which jobs did not succeed, for join() to re-raise."""
+class _Unsuccessful(Feature):
+    """Remember which requests did not succeed, for join() to re-raise."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.unsuccessful: list[tuple[Job, Outcome]] = []
+    def __init__(self) -> None:
+        self.requests: list[tuple[Request, Outcome]] = []
 
-    def report(self, job: Job, outcome: Outcome, fate: Fate = Fate.ACK) -> None:
-        super().report(job, outcome, fate)
+    def after_complete(self, request: Request, outcome: Outcome, fate: Fate) -> None:
         # A retry, an Ignore or a Reject is how the task chose to end, not a failure to raise.
         if not outcome.ok or outcome.value.state == states.FAILURE:
-            self.unsuccessful.append((job, outcome))
+            self.requests.append((request, outcome))
 
 
 class InProcessWorker:
     """Consume ``queues`` of ``app`` (default: djtasks.app) in this thread, on demand."""
 
-    def __init__(self, app: App | None = None, queues: Sequence[str] | None = None) -> None:
+    def __init__(self, app: App | None = None, queues: Sequence[str] | None = None,
+                 features: Sequence[Feature] = ()) -> None:
+        """``features``: worker features of the test's own, after the worker's (see Feature)."""
         self.app = app or djtasks.app
         self.queues = list(queues or [self.app.settings.task_default_queue])
         self.pool = SoloPool(1, Executor(self.app, manage_connections=False))
-        self.consumer = _RecordingConsumer(self.app, self.pool, self.queues,
-                                           hostname="testing@localhost", prefetch_count=1)
+        self.unsuccessful = _Unsuccessful()
+        self.consumer = Consumer(self.app, self.pool, self.queues, hostname="testing@localhost",
+                                 prefetch_count=1,
+                                 extra_features=[*features, self.unsuccessful])
         # No release thread here: join() sends parked ETA messages back itself once due.
         self.release = EtaRelease(self.app, "testing@localhost")
         self._started = False
@@ -83,18 +86,18 @@ class InProcessWorker:
         self.start()
         deadline = time.monotonic() + timeout
         while True:
-            self.consumer.process_completions()  # before looking: a done job is still "active"
+            self.consumer.process_completions()  # before looking: a done request is still "active"
             if self._idle():
                 break
             if time.monotonic() > deadline:
                 raise JoinTimeoutError(f"queues {self.queues} not empty after {timeout} s")
             self.consumer.step()
-        if propagate and self.consumer.unsuccessful:
-            job, outcome = self.consumer.unsuccessful.pop(0)
-            self.consumer.unsuccessful.clear()
+        if propagate and self.unsuccessful.requests:
+            request, outcome = self.unsuccessful.requests.pop(0)
+            self.unsuccessful.requests.clear()
             if outcome.lost is not None:
                 raise outcome.lost.as_error()
-            self.app.AsyncResult(job.message.id).get(timeout=0)
+            self.app.AsyncResult(request.message.id).get(timeout=0)
 
     def close(self) -> None:
         if self._started:

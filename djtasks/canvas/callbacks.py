@@ -21,12 +21,12 @@ from djtasks.utils.log import loggable
 if TYPE_CHECKING:
     from djtasks.application import App
     from djtasks.backends.base import ResultMeta
-    from djtasks.task import Context
+    from djtasks.task import Request
 
 logger = logging.getLogger("djtasks.canvas")
 
 #: What an eager run calls once its outcome is known; returns the results it set off.
-FollowUp = Callable[["Context", "ResultMeta"], list[Any]]
+FollowUp = Callable[["Request", "ResultMeta"], list[Any]]
 
 
 def call_callbacks(app: App, callbacks: Iterable[Any], chain: Iterable[Any], value: Any,
@@ -45,7 +45,7 @@ def call_callbacks(app: App, callbacks: Iterable[Any], chain: Iterable[Any], val
     return results
 
 
-def call_errbacks(app: App, errbacks: Iterable[Any], request: Context, exc: BaseException,
+def call_errbacks(app: App, errbacks: Iterable[Any], request: Request, exc: BaseException,
                   traceback: str | None, *, eager: bool = False) -> list[Any]:
     """Call each errback as Celery does; return the results of those run as tasks.
 
@@ -79,7 +79,7 @@ def eager_follow_up(app: App, options: Mapping[str, Any]) -> FollowUp | None:
     if not (link or link_error or chain):
         return None
 
-    def follow_up(request: Context, meta: ResultMeta) -> list[Any]:
+    def follow_up(request: Request, meta: ResultMeta) -> list[Any]:
         if meta.status == states.SUCCESS:
             origin = {"parent_id": request.id, "root_id": request.root_id or request.id}
             return call_callbacks(app, link, chain, meta.result, origin, eager=True)

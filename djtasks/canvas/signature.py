@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from djtasks.exceptions import NotRegistered
 from djtasks.protocol import new_task_id
+from djtasks.registry import app_or_default
 
 if TYPE_CHECKING:
     from djtasks.application import App
@@ -64,11 +65,8 @@ class Signature:
 
     @property
     def app(self) -> App:
-        if self._app is None:
-            import djtasks  # the package root builds the default app on first use
-
-            return djtasks.app
-        return self._app
+        """The app given (or its task's), else the default one, found each time it is asked."""
+        return app_or_default(self._app)
 
     @property
     def type(self) -> Task:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from djtasks import states
 from djtasks.backends.base import ResultMeta, exception_from_dict
 from djtasks.exceptions import IncompleteStream, TaskRevokedError
+from djtasks.registry import app_or_default
 from djtasks.result.graph import DependencyGraph
 from djtasks.result.progress import follow_states, meta_message
 from djtasks.task import current_request
@@ -237,15 +238,6 @@ class EagerResult(AsyncResult):
 
     def forget(self) -> None:
         """Nothing is stored for an eager run."""
-
-
-def app_or_default(app: App | None) -> App:
-    """Return ``app``, or djtasks.app for a result made without one (``AsyncResult(id)``)."""
-    if app is not None:
-        return app
-    import djtasks  # the package root builds the default app on first use
-
-    return djtasks.app
 
 
 def refuse_wait_inside_task() -> None:

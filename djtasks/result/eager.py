@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from djtasks import states
 from djtasks.backends.base import ResultMeta
-from djtasks.exceptions import Ignore, Reject, Retry
-from djtasks.protocol import new_task_id
+from djtasks.exceptions import Retry
+from djtasks.protocol import TaskMessage, new_task_id
 from djtasks.result.async_result import EagerResult
-from djtasks.task import Context, Task, call_lineage, run_in_context, using_request
-from djtasks.utils import handlers
-from djtasks.utils.handlers import ExceptionInfo
+from djtasks.task import Request, Task, call_lineage, trace
 
 if TYPE_CHECKING:
     from djtasks.application import App
@@ -33,7 +31,7 @@ logger = logging.getLogger("djtasks.eager")
 
 def run_eagerly(app: App, task: Task, args: tuple, kwargs: dict, task_id: str | None = None, *,
                 propagate: bool = False, options: Mapping[str, Any] | None = None,
-                follow_up: Callable[[Context, ResultMeta], list[Any]] | None = None) -> EagerResult:
+                follow_up: Callable[[Request, ResultMeta], list[Any]] | None = None) -> EagerResult:
     """Run ``task`` here and now; return its outcome. ``propagate`` re-raises its failure.
 
     ``options`` are the call's: ``retries``, ``headers``, ``parent_id``, ``root_id``,
@@ -46,21 +44,22 @@ def run_eagerly(app: App, task: Task, args: tuple, kwargs: dict, task_id: str | 
     task_id = task_id or new_task_id()
     options = options or {}
     parent_id, root_id = call_lineage(task_id, options.get("parent_id"), options.get("root_id"))
-    request = Context(id=task_id, task=task.name, args=args, kwargs=kwargs,
-                      retries=options.get("retries") or 0, is_eager=True, called_directly=False,
-                      root_id=root_id, parent_id=parent_id, group=options.get("group_id"),
-                      group_index=options.get("group_index"),
-                      headers=dict(options.get("headers") or {}))
+    message = TaskMessage(id=task_id, task=task.name, args=args, kwargs=kwargs,
+                          retries=options.get("retries") or 0, root_id=root_id,
+                          parent_id=parent_id, group=options.get("group_id"),
+                          group_index=options.get("group_index"),
+                          headers=dict(options.get("headers") or {}))
     while True:
-        state, value, einfo = _attempt(task, request)
-        if state != states.RETRY:
+        request = Request(message, is_eager=True)
+        ending = trace(task, request)  # nothing recorded: an eager run stores nothing
+        if ending.state != states.RETRY:
             break
         # The Retry's signature holds the arguments retry() was given (the same by default).
-        assert einfo is not None, "a RETRY state comes with the Retry raised"
-        sig: Any = cast(Retry, einfo.exception).sig  # a Signature or None (typed object there)
-        request = replace(request, retries=request.retries + 1,
-                          args=tuple(sig.args) if sig is not None else request.args,
-                          kwargs=dict(sig.kwargs) if sig is not None else request.kwargs)
+        sig: Any = cast(Retry, ending.value).sig  # a Signature or None (typed object there)
+        message = replace(message, retries=message.retries + 1,
+                          args=tuple(sig.args) if sig is not None else message.args,
+                          kwargs=dict(sig.kwargs) if sig is not None else message.kwargs)
+    state, value, einfo = ending.state, ending.value, ending.einfo
     traceback = einfo.traceback if einfo is not None else ""
     meta = ResultMeta(task_id, state, value, traceback, datetime.now(UTC), task.name,
                       retries=request.retries, parent_id=parent_id or "", root_id=root_id,
@@ -71,33 +70,3 @@ def run_eagerly(app: App, task: Task, args: tuple, kwargs: dict, task_id: str | 
         raise einfo.exception
     meta = replace(meta, children=tuple(child.id for child in children))
     return EagerResult(task_id, meta, app=app, children=children)
-
-
-def _attempt(task: Task, request: Context) -> tuple[str, Any, ExceptionInfo | None]:
-    """Run the body once, with its handlers and signals; return state, value and the error."""
-    with using_request(task, request):
-        return _traced(task, request)
-
-
-def _traced(task: Task, request: Context) -> tuple[str, Any, ExceptionInfo | None]:
-    handlers.started(task, request)
-    einfo = None
-    try:
-        value = run_in_context(task, request, request.args, request.kwargs)
-    except Retry as exc:
-        einfo = ExceptionInfo.from_exception(exc)
-        state, value = states.RETRY, exc
-        handlers.retried(task, request, exc, einfo)
-    except Ignore as exc:
-        state, value = states.IGNORED, exc
-    except Reject as exc:
-        state, value = states.REJECTED, exc
-    except Exception as exc:
-        einfo = ExceptionInfo.from_exception(exc)
-        state, value = states.FAILURE, exc
-        handlers.failed(task, request, einfo)
-    else:
-        state = states.SUCCESS
-        handlers.succeeded(task, request, value)
-    handlers.returned(task, request, state, value, einfo)
-    return state, value, einfo

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from djtasks import states
 from djtasks.backends.base import FIRST_POLL_INTERVAL, ResultMeta, sleep_before_next_poll
-from djtasks.result.async_result import AsyncResult, app_or_default, raise_or_return, refuse_wait_inside_task
+from djtasks.registry import app_or_default
+from djtasks.result.async_result import AsyncResult, raise_or_return, refuse_wait_inside_task
 
 if TYPE_CHECKING:
     from djtasks.application import App

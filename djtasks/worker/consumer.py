@@ -1,9 +1,11 @@
-"""Consumer: broker messages in, Jobs out to the pool, acks back (processes layer).
+"""Consumer: broker messages in, Requests out to the pool, acks back (processes layer).
 
 The main thread owns the broker connection: it receives, keeps at most the prefetch window
-of unacknowledged messages, hands a Job to the pool whenever a slot is free and acknowledges
-(before execution by default, after it with ``acks_late``). Pool members never touch the
-connection; their completions come back through a queue that only the main thread drains.
+of unacknowledged messages, hands a Request to the pool whenever a slot is free and settles its
+message when it is done. Pool members never touch the connection; their completions come
+back through a queue that only the main thread drains. What happens on the way (ETA,
+revoke, rate limits, acks, results, events, ...) is the worker's features' hooks
+(``worker/features/``); the consumer runs the pipeline and keeps the books.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import kombu
@@ -21,31 +22,23 @@ from django.db import DatabaseError, router
 from kombu.exceptions import ContentDisallowed as KombuContentDisallowed
 from kombu.exceptions import DecodeError
 
-from djtasks import protocol, signals, states
+from djtasks import protocol, signals
 from djtasks.application import App
 from djtasks.backends.base import exception_to_dict
 from djtasks.conf import censor_url
-from djtasks.exceptions import (
-    DjtasksError,
-    NotRegistered,
-    OperationalError,
-    ProtocolError,
-    TaskRevokedError,
-)
+from djtasks.exceptions import DjtasksError, NotRegistered, OperationalError, ProtocolError
 from djtasks.models import DeadLetter
-from djtasks.task import is_sensitive
+from djtasks.task import Request
 from djtasks.utils.log import loggable
+from djtasks.worker import features
 from djtasks.worker.deliveries import DeliveryLimit
 from djtasks.worker.eta import EtaGate
 from djtasks.worker.events import EventSender, TaskEvents
 from djtasks.worker.heartbeat import WorkerStats
 from djtasks.worker.pools.base import Outcome, Pool, PoolFull
 from djtasks.worker.rate_limits import RateLimits
-from djtasks.worker.request import Job, Report, request_context
 from djtasks.worker.revocations import Revocations
-from djtasks.worker.settlement import Fate, execution_options, failure_to_record, late_fate, settle_message
-from djtasks.worker.task_request import RequestHooks
-from djtasks.worker.trace import log_report
+from djtasks.worker.settlement import Fate, late_fate, settle_message
 from djtasks.worker.workflow import Workflow
 
 logger = logging.getLogger("djtasks.worker")
@@ -62,41 +55,49 @@ class Consumer:
     """Receive task messages for one worker and feed its pool."""
 
     def __init__(self, app: App, pool: Pool, queues: Sequence[str], hostname: str,
-                 prefetch_count: int) -> None:
+                 prefetch_count: int, events: TaskEvents | None = None,
+                 extra_features: Sequence[features.Feature] = ()) -> None:
         self.app = app
         self.pool = pool
         self.queue_names = list(queues)
         self.hostname = hostname
         self.prefetch_count = prefetch_count
         self.accept = list(app.settings.accept_content)
-        self.reserved: deque[tuple[Job, kombu.Message]] = deque()
-        self.active: dict[str, tuple[Job, kombu.Message]] = {}
+        self.reserved: deque[tuple[Request, kombu.Message]] = deque()
+        self.active: dict[str, tuple[Request, kombu.Message]] = {}
         self.started_at: dict[str, float] = {}  # task id -> time.time() it went to the pool
         self.prefetch_multiplier = max(prefetch_count // max(pool.limit, 1), 1)
-        # Finished jobs, and (outcome None) jobs a pool member took after they waited for one.
-        self.completions: queue.SimpleQueue[tuple[Job, Outcome | None]] = queue.SimpleQueue()
+        # Finished requests, and (outcome None) requests a member took after they waited.
+        self.completions: queue.SimpleQueue[tuple[Request, Outcome | None]] = queue.SimpleQueue()
         pool.on_start = self._on_start
-        # Early-ack messages of jobs waiting in the pool for a member: acknowledged when one
-        # takes the job, given back to the queue if none does (the worker stops).
-        self._ack_on_start: set[str] = set()
         self.connection: kombu.Connection | None = None
         self._consumer: kombu.Consumer | None = None
         self._stale: set[str] = set()  # acks_late tasks whose channel died while they ran
         # Work a database error interrupted, done again first once the database answers:
-        # messages received but neither reserved nor settled, and finished jobs not yet
+        # messages received but neither reserved nor settled, and finished requests not yet
         # reported and settled. Nothing is dropped while the database is away.
         self._unreceived: deque[kombu.Message] = deque()
-        self._unfinished: deque[tuple[Job, Outcome | None]] = deque()
+        self._unfinished: deque[tuple[Request, Outcome | None]] = deque()
         self.revocations = Revocations(app.backend, keep_for=app.settings.revoke_expires)
         self.workflow = Workflow(app)
-        self.requests = RequestHooks(app)
+        self.request_class = features.RequestClass(app)
         self.eta = EtaGate([app.router.queue(name) for name in self.queue_names])
         self.deliveries = DeliveryLimit(app, hostname, self.workflow, lambda: self.eta.queues)
         self.rate_limits = RateLimits(app.tasks, pool, on_held=self._widen_window)
-        #: Task events (off unless the worker turns them on) and the heartbeat's counters.
-        self.events = TaskEvents(EventSender(app.connection, hostname, task_events=False,
-                                             worker_events=False))
+        #: Task events (off unless the worker gives its sender) and the heartbeat's counters.
+        self.events = events or TaskEvents(EventSender(app.connection, hostname, task_events=False,
+                                                       worker_events=False))
         self.stats = WorkerStats()
+        self.features = features.Features([
+            features.Events(app.tasks, self.events, sender=self), features.Stats(self.stats),
+            features.Revoke(app, self.revocations, self.workflow, self.events),
+            features.Eta(self.eta), features.RateLimits(self.rate_limits),
+            features.Deliveries(self.deliveries), features.Acks(pool), features.TimeLimits(),
+            self.request_class, features.Results(app, self.workflow),
+            features.Retries(), *extra_features,
+        ])
+        self.results: features.Results = self.features.find(features.Results)
+        self.acks: features.Acks = self.features.find(features.Acks)
         #: Called with each new connection, after the task queues (the control mailbox).
         self.on_connect: list[Callable[[kombu.Connection], None]] = []
 
@@ -168,7 +169,7 @@ class Consumer:
         self.reserved.clear()
         self.eta.forget()
         self.rate_limits.clear()
-        self._stale = {task_id for task_id, (job, _) in self.active.items() if job.acks_late}
+        self._stale = {task_id for task_id, (request, _) in self.active.items() if request.acks_late}
         old, self.connection = self.connection, None
         try:
             if old is not None:
@@ -276,7 +277,7 @@ class Consumer:
     def receive(self, message: kombu.Message) -> None:
         """Validate ``message`` and reserve, defer or reject it."""
         try:
-            job = self.job_for(message)
+            request = self.request_for(message)
         except (ProtocolError, NotRegistered, DecodeError, KombuContentDisallowed) as exc:
             self.reject_bad_message(message, exc)
             return
@@ -285,33 +286,22 @@ class Consumer:
                              _id_for_log(protocol.task_id_of(message.headers, message.properties)))
             self.reject_bad_message(message, exc)
             return
-        logger.info("Task %s received", job.label)
-        self.events.received(job, sensitive=is_sensitive(self.app.tasks.get(job.message.task)))
-        signals.task_received.send_robust(sender=self, request=job)
-        self.revocations.message_received()
-        if self.eta.defer(job, message):  # due later: parked in the database, or held briefly
-            return
-        self.reserved.append((job, message))
+        if self.features.before_reserve(request, message):  # else: due later, parked or held
+            self.reserved.append((request, message))
 
-    def job_for(self, message: kombu.Message) -> Job:
-        """Decode and parse ``message`` into the Job that runs it; raise if it cannot run."""
+    def request_for(self, message: kombu.Message) -> Request:
+        """Decode and parse ``message`` into the Request that runs it; raise if it cannot run."""
         protocol.check_content_type(message.content_type, self.accept)
         body = message.decode()
         task_message = protocol.from_wire(message.headers, message.properties, body,
                                           message.delivery_info)
         task = self.app.tasks[task_message.task]
-        settings = self.app.settings
-        return Job(
-            message=task_message,
+        return self.request_class.class_for(task_message.task)(
+            task_message,
             hostname=self.hostname,
             delivery_info=_plain_delivery_info(message.delivery_info),
-            acks_late=_first_set(task.acks_late, settings.task_acks_late),
-            # None on the wire (Celery's send_task) means: as the task says.
-            ignore_result=_first_set(task_message.ignore_result, task.ignore_result,
-                                     settings.task_ignore_result),
-            track_started=_first_set(task.track_started, settings.task_track_started),
             received=time.time(),
-            **execution_options(task_message, task, settings),
+            **self.features.request_fields(task_message, task, self.app.settings),
         )
 
     def reject_bad_message(self, message: kombu.Message, exc: Exception) -> None:
@@ -343,91 +333,51 @@ class Consumer:
 
     # -- running -----------------------------------------------------------------------
     def dispatch(self) -> None:
-        """Start reserved jobs while the pool has free slots."""
+        """Start reserved requests while the pool has free slots."""
         self.reserved.extendleft(reversed(self.rate_limits.release()))
         while self.reserved and self.pool.free_slots() > 0:
-            job, message = self.reserved.popleft()
+            request, message = self.reserved.popleft()
             try:
-                self.start(job, message)
+                self.start(request, message)
             except PoolFull:  # a member went away since free_slots(): the next round starts it
-                self.reserved.appendleft((job, message))
+                self.reserved.appendleft((request, message))
                 return
             except DatabaseError:  # not started: it is the first to start once the database answers
-                self.reserved.appendleft((job, message))
+                self.reserved.appendleft((request, message))
                 raise
 
-    def start(self, job: Job, message: kombu.Message) -> None:
-        """Run ``job`` on the pool, unless it expired, was revoked or is held back."""
-        if job.message.expires is not None and job.message.expires <= datetime.now(UTC):
-            logger.warning("Task %s expired at %s; not run", job.label,
-                           job.message.expires.isoformat())
-            self.skip(job, message, "expired")
+    def start(self, request: Request, message: kombu.Message) -> None:
+        """Run ``request`` on the pool, unless a feature settles it (expired, revoked, held back)."""
+        if not self.features.before_start(request, message):
             return
-        if job.message.id in self.revocations:
-            logger.warning("Discarding revoked task: %s", job.label)
-            self.skip(job, message, "revoked")
-            return
-        if self.rate_limits.hold(job, message):
-            return
-        if not self.deliveries.admit(job, message):  # started too often: dead-lettered
-            return
-        self.active[job.message.id] = (job, message)
-        self.started_at[job.message.id] = time.time()
+        self.active[request.message.id] = (request, message)
+        self.started_at[request.message.id] = time.time()
         try:
-            self.pool.submit(job, self._on_done)
-        except PoolFull:  # not started, not acknowledged: dispatch() keeps it first in line
-            del self.active[job.message.id]
-            self.started_at.pop(job.message.id, None)
+            self.pool.submit(request, self._on_done)
+        except PoolFull:  # not started; dispatch() keeps it first in line
+            del self.active[request.message.id]
+            self.started_at.pop(request.message.id, None)
             raise
         except Exception as exc:  # it cannot reach a pool member (prefork: it does not pickle)
-            del self.active[job.message.id]
-            self.started_at.pop(job.message.id, None)
-            if not job.acks_late:
-                message.ack()
-            self.fail_unsent(job, message, exc)
+            del self.active[request.message.id]
+            self.started_at.pop(request.message.id, None)
+            if not request.acks_late and not message.acknowledged:
+                message.ack()  # a pool whose jobs may wait acknowledges after submit()
+            self.fail_unsent(request, message, exc)
             return
-        if not job.acks_late:
-            if self.pool.waiting_for_member(job):
-                self._ack_on_start.add(job.message.id)  # _on_start acknowledges it
-            else:
-                message.ack()
-        self.stats.totals[job.message.task] += 1
         self.stats.active = len(self.active)
-        self.events.started(job)
+        self.features.after_start(request, message)
 
-    def fail_unsent(self, job: Job, message: kombu.Message, exc: Exception) -> None:
-        """Fail ``job``, which the pool refused: store FAILURE, fail its canvas, settle it."""
+    def fail_unsent(self, request: Request, message: kombu.Message, exc: Exception) -> None:
+        """Fail ``request``, which the pool refused: store FAILURE, fail its canvas, settle it."""
         error = DjtasksError(f"the worker could not hand the task to its pool: {exc}")
-        logger.error("Task %s failed: %s", job.label, loggable(error, 1000))
+        logger.error("Task %s failed: %s", request.label, loggable(error, 1000))
         try:
-            self.record_failure(job, error, fail_canvas=True)
+            self.results.record_failure(request, error, fail_canvas=True)
         except DatabaseError:  # acknowledged already: it cannot be started again for a retry
-            logger.exception("Could not store the failure of %s", job.label)
-        if job.acks_late:
-            settle_message(message, Fate.ACK if job.acks_on_failure_or_timeout else Fate.REJECT)
-
-    def skip(self, job: Job, message: kombu.Message, reason: str) -> None:
-        """Do not run ``job``: ack it and store REVOKED with ``reason``; its canvas fails.
-
-        A chord waiting on it fails instead of hanging, and a chain it was part of marks
-        its remaining steps failed, as if it had raised TaskRevokedError.
-        """
-        # Stored before the ack: if the store fails, the message is still ours to skip again.
-        self.store_revoked(job, reason)
-        message.ack()
-        self.events.revoked(job.message.id, expired=reason == "expired")
-        signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task), request=job,
-                                         terminated=False, signum=None, expired=reason == "expired")
-
-    def store_revoked(self, job: Job, reason: str) -> None:
-        """Store REVOKED with ``reason`` for ``job``, and fail its canvas."""
-        error = TaskRevokedError(reason)
-        self.app.backend.store(job.message.id, states.REVOKED, exception_to_dict(error))
-        try:
-            self.workflow.fail_steps(job.message.chain or (), error, "")
-            self.workflow.count_in_chord(job.message, failed=True)
-        except Exception:
-            logger.exception("Could not fail the canvas of skipped task %s", job.label)
+            logger.exception("Could not store the failure of %s", request.label)
+        if request.acks_late:
+            settle_message(message, Fate.ACK if request.acks_on_failure_or_timeout else Fate.REJECT)
 
     def _widen_window(self, held: int) -> None:
         # Held rate-limited messages stay unacknowledged: widen the window by as many.
@@ -442,143 +392,77 @@ class Consumer:
         self._consumer.qos(prefetch_count=count,
                            apply_global=not self.connection.qos_semantics_matches_spec)
 
-    def _on_done(self, job: Job, outcome: Outcome) -> None:
+    def _on_done(self, request: Request, outcome: Outcome) -> None:
         # Called from a pool thread: hand over to the main thread, which owns the connection.
-        self.completions.put((job, outcome))
+        self.completions.put((request, outcome))
 
-    def _on_start(self, job: Job) -> None:
-        # A pool thread: a member took a job that waited; the main thread acknowledges it.
-        self.completions.put((job, None))
+    def _on_start(self, request: Request) -> None:
+        # A pool thread: a member took a request that waited; the main thread acknowledges it.
+        self.completions.put((request, None))
 
-    def acknowledge_started(self, job: Job) -> None:
-        """Acknowledge the early-ack message of ``job``, which a pool member has now taken."""
-        if job.message.id in self._ack_on_start:
-            self._ack_on_start.discard(job.message.id)
-            _job, message = self.active.get(job.message.id, (job, None))
-            if message is not None:
-                message.ack()
-
-    def give_back(self, job: Job, message: kombu.Message | None) -> None:
-        """Put the message of ``job``, which no pool member took, back on its queue."""
-        self._ack_on_start.discard(job.message.id)
-        self.active.pop(job.message.id, None)
-        self.started_at.pop(job.message.id, None)
+    def give_back(self, request: Request, message: kombu.Message | None) -> None:
+        """Put the message of ``request``, which no pool member took, back on its queue."""
+        self.acks.forget(request)
+        self.active.pop(request.message.id, None)
+        self.started_at.pop(request.message.id, None)
         self.stats.active = len(self.active)
         if message is None or message.acknowledged:
             return
-        if job.message.id in self._stale:  # its channel is gone: the broker has it back already
-            self._stale.discard(job.message.id)
+        if request.message.id in self._stale:  # its channel is gone: the broker has it back
+            self._stale.discard(request.message.id)
             return
-        logger.info("Task %s: not started; back to its queue", job.label)
+        logger.info("Task %s: not started; back to its queue", request.label)
         settle_message(message, Fate.REQUEUE)
 
     def process_completions(self) -> None:
-        """Log finished jobs and acknowledge the acks_late ones.
+        """Log finished requests and acknowledge the acks_late ones.
 
         A database error while one is handled puts it back, first in line, and goes to the
         loop: once the database answers it is reported and settled, never dropped.
         """
         while True:
             if self._unfinished:
-                job, outcome = self._unfinished.popleft()
+                request, outcome = self._unfinished.popleft()
             else:
                 try:
-                    job, outcome = self.completions.get_nowait()
+                    request, outcome = self.completions.get_nowait()
                 except queue.Empty:
                     return
             try:
-                self.complete(job, outcome)
+                self.complete(request, outcome)
             except DatabaseError:
-                self._unfinished.appendleft((job, outcome))
+                self._unfinished.appendleft((request, outcome))
                 raise
 
-    def complete(self, job: Job, outcome: Outcome | None) -> None:
-        """Record the end of ``job`` where the member could not, then settle its message."""
+    def complete(self, request: Request, outcome: Outcome | None) -> None:
+        """Let the features record the end of ``request``, then settle its message."""
+        _job, message = self.active.get(request.message.id, (request, None))
         if outcome is None:  # not the end: a member took it after it waited
-            self.acknowledge_started(job)
+            self.acks.taken(request, message)
             return
-        _job, message = self.active.get(job.message.id, (job, None))
-        signum = self.revocations.terminated_by(job.message.id)  # revoke(terminate=True)
-        if not outcome.started and signum is None:
-            self.give_back(job, message)
-            return
-        if job.message.id in self._ack_on_start:  # it ended (terminated while it waited)
-            self.acknowledge_started(job)
-        if signum is not None:
+        if self.features.before_complete(request, outcome):
+            if not outcome.started:  # it waited, and the pool stopped before a member took it
+                self.give_back(request, message)
+                return
+            fate = late_fate(request, outcome) if request.acks_late else Fate.ACK
+            self.features.after_complete(request, outcome, fate)
+        else:  # a feature recorded how it ended (revoke(terminate=True))
             fate = Fate.ACK
-            try:
-                self.store_revoked(job, "terminated")
-            except DatabaseError:
-                self.revocations.mark_terminated(job.message.id, signum)  # asked again
-                raise
-            signals.task_revoked.send_robust(sender=self.app.tasks.get(job.message.task),
-                                             request=job, terminated=True, signum=signum,
-                                             expired=False)
-            self.events.revoked(job.message.id, terminated=True, signum=signum)
-        else:
-            fate = late_fate(job, outcome) if job.acks_late else Fate.ACK
-            self.report(job, outcome, fate)
-            self.requests.completed(job, outcome)
-        if job.acks_late and message is not None:
-            if job.message.id in self._stale:
-                self._stale.discard(job.message.id)
+        self.acks.taken(request, message)  # terminated while it waited: acknowledged now
+        if request.acks_late and message is not None:
+            if request.message.id in self._stale:
+                self._stale.discard(request.message.id)
                 logger.warning("Task %s: not acknowledged, its channel is gone; the broker "
-                               "delivers it again", job.label)
+                               "delivers it again", request.label)
             else:
                 settle_message(message, fate)
-        self.active.pop(job.message.id, None)
-        self.started_at.pop(job.message.id, None)
+        self.active.pop(request.message.id, None)
+        self.started_at.pop(request.message.id, None)
         self.stats.active = len(self.active)
-
-    def report(self, job: Job, outcome: Outcome, fate: Fate = Fate.ACK) -> None:
-        # A member that was killed, was lost, or could not run or record the task (its
-        # database went away, say): record the failure from here, so that no caller
-        # waits for a result; unless the message goes back to its queue to run again.
-        error = failure_to_record(outcome)
-        if error is not None:
-            if fate is Fate.REQUEUE:
-                logger.warning("Task %s: %s; requeued, it will run again", job.label, error)
-                return
-            logger.error("Task %s raised unexpected: %s", job.label, loggable(repr(error), 1000))
-            # It died mid-task: its errbacks, chain and chord wait for it.
-            self.record_failure(job, error, fail_canvas=outcome.lost is not None)
-            self.count(job, states.FAILURE, None, repr(error))
-            return
-        report: Report = outcome.value
-        log_report(job.label, report)
-        self.count(job, report.state, report.runtime, report.summary, report.traceback,
-                   report.requeue)
-
-    def count(self, job: Job, state: str, runtime: float | None, summary: str,
-              traceback: str = "", requeue: bool = False) -> None:
-        """Count a finished job for the heartbeat, and send its task event."""
-        self.stats.processed += 1
-        if state == states.FAILURE:
-            self.stats.failed += 1
-        self.events.finished(job, state, runtime, summary, traceback, requeue)
-
-    def record_failure(self, job: Job, error: Exception, fail_canvas: bool) -> None:
-        """Store FAILURE for ``job`` from the main process; with ``fail_canvas``, fail its canvas."""
-        try:
-            self.app.backend.store(job.message.id, states.FAILURE, exception_to_dict(error))
-            if fail_canvas:
-                self.workflow.on_failure(job.message, request_context(job), error, "")
-                self.workflow.count_in_chord(job.message, failed=True)
-        except DatabaseError:
-            raise  # recorded once the database answers (process_completions)
-        except Exception:
-            logger.exception("Could not store the failure of %s, or fail its canvas", job.label)
 
 
 def _log_connection_retry(exc: BaseException, interval: float) -> None:
     logger.error("consumer: cannot connect to the broker (%s); trying again in %.0fs", exc, interval)
-
-
-def _first_set(*values: Any) -> bool:
-    for value in values:
-        if value is not None:
-            return bool(value)
-    return False
 
 
 def _id_for_log(task_id: str | None) -> str:
@@ -592,6 +476,6 @@ def _as_received(message: kombu.Message) -> str:
 
 
 def _plain_delivery_info(info: Any) -> dict:
-    # delivery_info may hold channel objects; a Job must pickle, so keep the plain facts.
+    # delivery_info may hold channel objects; a Request must pickle, so keep the plain facts.
     keep = ("exchange", "routing_key", "priority", "redelivered")
     return {key: info.get(key) for key in keep if info and key in info}

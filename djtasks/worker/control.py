@@ -232,7 +232,7 @@ class WorkerControl:
             return {"error": "unknown task"}
         limits = {"soft_time_limit": _seconds(soft), "time_limit": _seconds(hard)}
         for option, value in limits.items():
-            # The main process reads them for each new message (settlement.execution_options).
+            # The main process reads them for each new message (worker/features/time_limits.py).
             setattr(task, option, value)
         logger.info("control: time limits of %s set to soft=%s hard=%s", task_name, soft, hard)
         return {"ok": "time limits set successfully"}
@@ -380,7 +380,7 @@ def _answering(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _runs_task(task_id: str) -> Callable[[Any], bool]:
-    """Match the pool job that runs ``task_id``."""
-    def match(job: Any) -> bool:
-        return bool(job.message.id == task_id)
+    """Match the pool request that runs ``task_id``."""
+    def match(request: Any) -> bool:
+        return bool(request.message.id == task_id)
     return match

@@ -29,9 +29,9 @@ from djtasks.backends.base import exception_to_dict
 from djtasks.exceptions import WorkerLostError
 from djtasks.models import DeadLetter, TaskDelivery
 from djtasks.models.columns import column
+from djtasks.task import Request
 from djtasks.worker.eta import source_queue
 from djtasks.worker.received import as_received
-from djtasks.worker.request import Job, request_context
 from djtasks.worker.workflow import Workflow
 
 logger = logging.getLogger("djtasks.worker")
@@ -52,31 +52,31 @@ class DeliveryLimit:
         self.limit = app.settings.task_max_deliveries
         self.db = router.db_for_write(TaskDelivery)
 
-    def admit(self, job: Job, message: kombu.Message) -> bool:
-        """Count this start of ``job``; False when it is past the limit (then it is dead-lettered).
+    def admit(self, request: Request, message: kombu.Message) -> bool:
+        """Count this start of ``request``; False when it is past the limit (then it is dead-lettered).
 
         When the count cannot be written the task runs: a database hiccup must not stop
         healthy work, and the next delivery is counted again.
         """
-        if not self.limit or not job.acks_late:
+        if not self.limit or not request.acks_late:
             return True
         try:
-            count = count_delivery(self.db, job.message.id, job.message.retries)
+            count = count_delivery(self.db, request.message.id, request.message.retries)
         except DatabaseError:
-            logger.exception("Task %s: could not count its delivery; running it", job.label)
+            logger.exception("Task %s: could not count its delivery; running it", request.label)
             return True
         if count <= self.limit:
             return True
-        self.dead_letter(job, message, count)
+        self.dead_letter(request, message, count)
         return False
 
-    def dead_letter(self, job: Job, message: kombu.Message, count: int) -> None:
-        """Fail ``job`` without running it, keep it as a DeadLetter, and acknowledge it."""
+    def dead_letter(self, request: Request, message: kombu.Message, count: int) -> None:
+        """Fail ``request`` without running it, keep it as a DeadLetter, and acknowledge it."""
         reason = (f"delivered {count} times (task_max_deliveries is {self.limit}); its "
                   f"execution keeps killing the worker process")
-        logger.error("Task %s dead-lettered: %s", job.label, reason)
+        logger.error("Task %s dead-lettered: %s", request.label, reason)
         error = WorkerLostError(reason)
-        task = job.message
+        task = request.message
         # Kept as received, so the console can replay it unchanged; a dead letter replayed
         # before and dead-lettered again may be replayed again.
         kept = as_received(message, source_queue(message.delivery_info, self.queues()), task.priority)
@@ -91,10 +91,10 @@ class DeliveryLimit:
         })
         self.app.backend.store(task.id, states.FAILURE, exception_to_dict(error))
         try:
-            self.workflow.on_failure(task, request_context(job), error, "")
+            self.workflow.on_failure(task, request, error, "")
             self.workflow.count_in_chord(task, failed=True)
         except Exception:
-            logger.exception("Could not fail the canvas of dead-lettered task %s", job.label)
+            logger.exception("Could not fail the canvas of dead-lettered task %s", request.label)
         message.ack()
 
 

@@ -24,8 +24,8 @@ from django.db import DatabaseError, router
 from django.utils import timezone
 
 from djtasks.models import ParkedMessage
+from djtasks.task import Request
 from djtasks.worker.received import as_received
-from djtasks.worker.request import Job
 
 logger = logging.getLogger("djtasks.worker")
 
@@ -34,7 +34,7 @@ logger = logging.getLogger("djtasks.worker")
 HOLD = timedelta(seconds=1)
 
 Clock = Callable[[], datetime]
-Reserved = tuple[Job, kombu.Message]
+Reserved = tuple[Request, kombu.Message]
 
 
 class EtaGate:
@@ -43,61 +43,61 @@ class EtaGate:
     def __init__(self, queues: Sequence[kombu.Queue], clock: Clock = timezone.now) -> None:
         self.queues = list(queues)
         self.clock = clock
-        self._held: list[tuple[datetime, int, Job, kombu.Message]] = []
-        self._order = itertools.count()  # ties in the heap compare this, never the jobs
+        self._held: list[tuple[datetime, int, Request, kombu.Message]] = []
+        self._order = itertools.count()  # ties in the heap compare this, never the requests
 
     @property
     def holding(self) -> bool:
         """Whether messages wait here (the consumer then polls the broker briefly)."""
         return bool(self._held)
 
-    def defer(self, job: Job, message: kombu.Message) -> bool:
-        """Take ``job`` if it is not due yet (park or hold it); False when it may run now.
+    def defer(self, request: Request, message: kombu.Message) -> bool:
+        """Take ``request`` if it is not due yet (park or hold it); False when it may run now.
 
         An expired message is never deferred: the consumer marks it expired at once.
         """
-        eta, expires, now = job.message.eta, job.message.expires, self.clock()
+        eta, expires, now = request.message.eta, request.message.expires, self.clock()
         if eta is None or eta <= now or (expires is not None and expires <= now):
             return False
         if eta - now > HOLD:
             try:
-                park(message, job, source_queue(message.delivery_info, self.queues))
+                park(message, request, source_queue(message.delivery_info, self.queues))
             except (DatabaseError, TypeError, ValueError, OverflowError):
                 # Better held in memory (Celery's way) than lost or refused: it still runs.
                 logger.exception("Task %s could not be parked; held in memory until %s",
-                                 job.label, eta.isoformat())
+                                 request.label, eta.isoformat())
             else:
                 message.ack()
-                logger.info("Task %s parked until %s", job.label, eta.isoformat())
+                logger.info("Task %s parked until %s", request.label, eta.isoformat())
                 return True
-        heapq.heappush(self._held, (eta, next(self._order), job, message))
+        heapq.heappush(self._held, (eta, next(self._order), request, message))
         return True
 
-    def held(self) -> list[tuple[datetime, Job, kombu.Message]]:
+    def held(self) -> list[tuple[datetime, Request, kombu.Message]]:
         """Return the messages held here, each with its eta, in eta order (inspect)."""
-        return [(eta, job, message) for eta, _n, job, message in sorted(self._held)]
+        return [(eta, request, message) for eta, _n, request, message in sorted(self._held)]
 
     def due(self) -> list[Reserved]:
         """Return the held messages whose eta has come, in eta order."""
         now, ready = self.clock(), []
         while self._held and self._held[0][0] <= now:
-            _eta, _n, job, message = heapq.heappop(self._held)
-            ready.append((job, message))
+            _eta, _n, request, message = heapq.heappop(self._held)
+            ready.append((request, message))
         return ready
 
     def take_all(self) -> list[Reserved]:
         """Return every held message (at shutdown, to give back to the broker)."""
         held, self._held = sorted(self._held), []
-        return [(job, message) for _eta, _n, job, message in held]
+        return [(request, message) for _eta, _n, request, message in held]
 
     def forget(self) -> None:
         """Drop the held messages: their channel died and the broker delivers them again."""
         self._held.clear()
 
 
-def park(message: kombu.Message, job: Job, queue: str) -> ParkedMessage:
+def park(message: kombu.Message, request: Request, queue: str) -> ParkedMessage:
     """Write ``message`` to the ParkedMessage table, once even if it is delivered twice."""
-    task = job.message
+    task = request.message
     assert task.eta is not None, "only a message with an eta is parked"
     row = ParkedMessage(task_id=task.id, task_name=task.task, eta=task.eta, expires=task.expires,
                         **as_received(message, queue, task.priority))

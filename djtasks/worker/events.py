@@ -144,11 +144,11 @@ class TaskEvents:
     def on(self) -> bool:
         return self.sender.task_events
 
-    def received(self, job: Any, sensitive: bool = False) -> None:
-        """Announce ``job``; a ``sensitive`` task's arguments only as its argsrepr, or "[hidden]"."""
+    def received(self, request: Any, sensitive: bool = False) -> None:
+        """Announce ``request``; a ``sensitive`` task's arguments only as its argsrepr, or "[hidden]"."""
         if not self.on:
             return
-        message = job.message
+        message = request.message
         self.sender.emit(
             "task-received", uuid=message.id, name=message.task,
             args=message.argsrepr or (HIDDEN_ARGUMENTS if sensitive else repr(tuple(message.args))),
@@ -158,16 +158,16 @@ class TaskEvents:
             eta=message.eta.isoformat() if message.eta is not None else None,
             expires=message.expires.isoformat() if message.expires is not None else None)
 
-    def started(self, job: Any) -> None:
+    def started(self, request: Any) -> None:
         if self.on:
-            self.sender.emit("task-started", uuid=job.message.id)
+            self.sender.emit("task-started", uuid=request.message.id)
 
-    def finished(self, job: Any, state: str, runtime: float | None, summary: str,
+    def finished(self, request: Any, state: str, runtime: float | None, summary: str,
                  traceback: str = "", requeue: bool = False) -> None:
         """The end of a run, from its Report (or the failure the main process recorded)."""
         if not self.on:
             return
-        uuid = job.message.id
+        uuid = request.message.id
         if state == "SUCCESS":
             self.sender.emit("task-succeeded", uuid=uuid, result=summary, runtime=runtime)
         elif state == "FAILURE":

@@ -26,7 +26,7 @@ logger = logging.getLogger("djtasks.worker")
 #: Shortest block on the broker while a token is due: never a busy loop.
 MIN_WAIT = 0.005
 
-Held = tuple[Any, Any]  # (Job, kombu.Message)
+Held = tuple[Any, Any]  # (Request, kombu.Message)
 
 
 class RateLimits:
@@ -40,7 +40,7 @@ class RateLimits:
         self.clock = clock
         self._buckets: dict[str, TokenBucket | None] = {}
         self._held: dict[str, deque[Held]] = {}
-        self._passes: set[int] = set()  # id() of released jobs: their token is taken
+        self._passes: set[int] = set()  # id() of released requests: their token is taken
 
     # -- limits --------------------------------------------------------------------------
     def set_rate(self, name: str, rate: object) -> None:
@@ -64,19 +64,19 @@ class RateLimits:
         return self._buckets[name]
 
     # -- the gate ------------------------------------------------------------------------
-    def hold(self, job: Any, message: Any) -> bool:
-        """Take a token for ``job`` and return False (start it), or hold it and return True."""
-        if id(job) in self._passes:
-            self._passes.discard(id(job))
+    def hold(self, request: Any, message: Any) -> bool:
+        """Take a token for ``request`` and return False (start it), or hold it and return True."""
+        if id(request) in self._passes:
+            self._passes.discard(id(request))
             return False
-        name = job.message.task
+        name = request.message.task
         bucket = self._bucket(name)
         if bucket is None:
             return False
         waiting = self._held.get(name)
         if not waiting and bucket.take():
             return False
-        self._held.setdefault(name, deque()).append((job, message))
+        self._held.setdefault(name, deque()).append((request, message))
         self.on_held(self.held)
         return True
 
@@ -87,9 +87,9 @@ class RateLimits:
         for name, waiting in list(self._held.items()):
             bucket = self._bucket(name)
             while waiting and len(released) < room and (bucket is None or bucket.take()):
-                job, message = waiting.popleft()
-                self._passes.add(id(job))
-                released.append((job, message))
+                request, message = waiting.popleft()
+                self._passes.add(id(request))
+                released.append((request, message))
             if not waiting:
                 del self._held[name]
         if released:

@@ -1,7 +1,7 @@
 """How a job's end is settled in the main process: limits, lost members, acks (processes layer).
 
-The main process decides, when a message arrives, the execution options that it enforces
-itself (time limits, what to do if the member dies); when the job is over, it decides
+The features decide, when a message arrives, the execution options the main process
+enforces itself (time limits, what to do if the member dies); when the job is over, it decides
 which failure it must record for a member that could not (a killed or lost one), and
 what becomes of an ``acks_late`` message, as Celery's worker does:
 
@@ -25,11 +25,8 @@ import enum
 from typing import Any
 
 from djtasks import states
-from djtasks.conf import Settings
 from djtasks.exceptions import DjtasksError, TimeLimitExceeded
-from djtasks.protocol import TaskMessage
 from djtasks.worker.pools.base import Outcome
-from djtasks.worker.pools.timelimits import TimeLimits
 
 
 class Fate(enum.Enum):
@@ -38,29 +35,6 @@ class Fate(enum.Enum):
     ACK = "ack"
     REJECT = "reject"  # dropped, or dead-lettered where the broker is set up for it
     REQUEUE = "requeue"
-
-
-def execution_options(message: TaskMessage, task: Any, settings: Settings) -> dict[str, Any]:
-    """Return the Job fields the main process enforces, each from the first that sets it.
-
-    Time limits: the call's (the message's timelimit header), else the task's, else the
-    worker's ``task_time_limit`` / ``task_soft_time_limit``. The flags: the task's, else
-    the setting.
-    """
-    limits = TimeLimits.checked(
-        _first(message.soft_time_limit, getattr(task, "soft_time_limit", None),
-               settings.task_soft_time_limit),
-        _first(message.time_limit, getattr(task, "time_limit", None), settings.task_time_limit),
-    )
-    return {
-        "time_limit": limits.hard,
-        "soft_time_limit": limits.soft,
-        "reject_on_worker_lost": bool(_first(getattr(task, "reject_on_worker_lost", None),
-                                             settings.task_reject_on_worker_lost)),
-        "acks_on_failure_or_timeout": bool(_first(
-            getattr(task, "acks_on_failure_or_timeout", None),
-            settings.task_acks_on_failure_or_timeout)),
-    }
 
 
 def late_fate(job: Any, outcome: Outcome) -> Fate:
@@ -99,7 +73,8 @@ def settle_message(message: Any, fate: Fate) -> None:
         message.reject(requeue=fate is Fate.REQUEUE)
 
 
-def _first(*values: Any) -> Any:
+def first_set(*values: Any) -> Any:
+    """Return the first of ``values`` that is not None (a call's, a task's, a setting)."""
     for value in values:
         if value is not None:
             return value

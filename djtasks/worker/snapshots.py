@@ -23,8 +23,8 @@ from djtasks.registry import TaskRegistry
 from djtasks.task import HIDDEN_ARGUMENTS, is_sensitive
 
 if TYPE_CHECKING:
+    from djtasks.task import Request
     from djtasks.worker.consumer import Consumer
-    from djtasks.worker.request import Job
 
 #: At most this many parked rows are listed by ``scheduled`` (the earliest first).
 PARKED_LISTED = 1000
@@ -52,33 +52,34 @@ def request_info(message: protocol.TaskMessage, hostname: str, delivery_info: di
     }
 
 
-def job_info(job: Job, acknowledged: bool, tasks: TaskRegistry, **extra: Any) -> dict[str, Any]:
-    return request_info(job.message, job.hostname, job.delivery_info, acknowledged=acknowledged,
-                        sensitive=is_sensitive(tasks.get(job.message.task)), **extra)
+def snapshot_of(request: Request, acknowledged: bool, tasks: TaskRegistry, **extra: Any) -> dict[str, Any]:
+    return request_info(request.message, request.hostname or "", request.delivery_info,
+                        acknowledged=acknowledged,
+                        sensitive=is_sensitive(tasks.get(request.message.task)), **extra)
 
 
 def active(consumer: Consumer) -> list[dict[str, Any]]:
     """The requests running in the pool now, with their start time and pool process."""
-    return [job_info(job, message.acknowledged, consumer.app.tasks,
+    return [snapshot_of(request, message.acknowledged, consumer.app.tasks,
                      time_start=consumer.started_at.get(task_id),
-                     worker_pid=consumer.pool.member_pid(job) or None)
-            for task_id, (job, message) in consumer.active.items()
-            if not consumer.pool.waiting_for_member(job)]
+                     worker_pid=consumer.pool.member_pid(request) or None)
+            for task_id, (request, message) in consumer.active.items()
+            if not consumer.pool.waiting_for_member(request)]
 
 
 def reserved(consumer: Consumer) -> list[dict[str, Any]]:
-    """The requests received and waiting: for a pool process, a pool slot, or their rate limit."""
-    in_pool = [(job, message) for job, message in consumer.active.values()
-               if consumer.pool.waiting_for_member(job)]
+    """The requests received and waiting: for a pool member, a pool slot, or their rate limit."""
+    in_pool = [(request, message) for request, message in consumer.active.values()
+               if consumer.pool.waiting_for_member(request)]
     waiting = [*in_pool, *consumer.reserved, *consumer.rate_limits.waiting()]
-    return [job_info(job, message.acknowledged, consumer.app.tasks) for job, message in waiting]
+    return [snapshot_of(request, message.acknowledged, consumer.app.tasks) for request, message in waiting]
 
 
 def scheduled(consumer: Consumer) -> list[dict[str, Any]]:
     """The requests due later: held in memory by this worker, then parked for its queues."""
-    held = [{"eta": eta.isoformat(), "priority": _priority(job.delivery_info),
-             "request": job_info(job, message.acknowledged, consumer.app.tasks)}
-            for eta, job, message in consumer.eta.held()]
+    held = [{"eta": eta.isoformat(), "priority": _priority(request.delivery_info),
+             "request": snapshot_of(request, message.acknowledged, consumer.app.tasks)}
+            for eta, request, message in consumer.eta.held()]
     return held + list(parked(consumer.queue_names, consumer.hostname, consumer.app.tasks))
 
 

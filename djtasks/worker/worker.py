@@ -36,10 +36,10 @@ from djtasks.worker.capabilities import unmet_wishes
 from djtasks.worker.consumer import Consumer
 from djtasks.worker.control import WorkerControl
 from djtasks.worker.events import EventSender, TaskEvents
+from djtasks.worker.executor import Executor
 from djtasks.worker.heartbeat import Heartbeat, WorkerInfo
 from djtasks.worker.pools import POOLS
 from djtasks.worker.release import EtaRelease
-from djtasks.worker.request import Executor
 
 logger = logging.getLogger("djtasks.worker")
 
@@ -79,20 +79,20 @@ class Worker:
                           for key in ("max_tasks_per_child", "max_memory_per_child")}
         if recycling:
             raise TypeError(f"Worker() got unexpected options {sorted(recycling)}")
-        # Prefork: a job per child waits in the parent, so that a child that is done gets
+        # Prefork: a request per child waits in the parent, so that a child that is done gets
         # the next at once instead of after a round trip through this process's loop.
         backlog = {"backlog_per_child": 1} if forks else {}
         self.pool = POOLS[self.pool_name](self.concurrency, executor,
                                           on_process_init=executor.after_fork if forks else None,
                                           **self.recycling, **backlog)
-        self.consumer = Consumer(app, self.pool, self.queues, self.hostname, self.prefetch_count)
-        self.consumer.prefetch_multiplier = multiplier
         self.events = EventSender(
             app.connection, self.hostname, buffer=settings.worker_event_buffer,
             task_events=settings.worker_send_task_events if task_events is None else task_events,
             worker_events=settings.worker_send_worker_events,
             database=broker_alias(settings.broker_url))
-        self.consumer.events = TaskEvents(self.events)
+        self.consumer = Consumer(app, self.pool, self.queues, self.hostname, self.prefetch_count,
+                                 events=TaskEvents(self.events))
+        self.consumer.prefetch_multiplier = multiplier
         self.heartbeat = Heartbeat(
             WorkerInfo(self.hostname, self.pool_name, self.concurrency, self.queues),
             self.events, self.consumer.stats, settings.worker_heartbeat_interval)

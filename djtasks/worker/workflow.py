@@ -21,7 +21,7 @@ from djtasks.canvas import Signature, chain, chord, group
 from djtasks.canvas.callbacks import call_callbacks, call_errbacks
 from djtasks.exceptions import ChordError
 from djtasks.protocol import TaskMessage
-from djtasks.task import Context
+from djtasks.task import Request
 from djtasks.utils.log import loggable
 
 logger = logging.getLogger("djtasks.worker")
@@ -41,14 +41,14 @@ class Workflow:
         return ids_of(sent)
 
     # -- failure ----------------------------------------------------------------------------
-    def on_failure(self, message: TaskMessage, request: Context, exc: BaseException,
+    def on_failure(self, message: TaskMessage, request: Request, exc: BaseException,
                    traceback: str) -> list[str]:
         """Fire the errbacks and fail what the chain would have run; return the ids sent."""
         sent = self.call_errbacks(message.errbacks or (), request, exc, traceback)
         self.fail_steps(message.chain or (), exc, traceback)
         return sent
 
-    def call_errbacks(self, errbacks: Iterable[Any], request: Context, exc: BaseException,
+    def call_errbacks(self, errbacks: Iterable[Any], request: Request, exc: BaseException,
                       traceback: str | None) -> list[str]:
         """Call each errback as Celery does (see canvas.callbacks); return the ids sent."""
         sent = call_errbacks(self.app, errbacks, request, exc, traceback)
@@ -90,9 +90,9 @@ class Workflow:
         for task_id in result_ids(body, frozen=True):
             self.app.backend.store(task_id, states.FAILURE, exception_to_dict(error))
         final = final_signature(body)
-        request = Context(id=final.id, task=final.task, root_id=message.root_id,
-                          parent_id=message.id, group=final.options.get("group_id"),
-                          called_directly=False)
+        request = Request(TaskMessage(id=final.id or message.id, task=final.task,
+                                      root_id=message.root_id, parent_id=message.id,
+                                      group=final.options.get("group_id")))
         errbacks = [sig.to_dict() for sig in final.options.get("link_error") or ()]
         sent = self.call_errbacks(errbacks, request, error, None)
         self.fail_steps(final.options.get("chain") or (), error, "")

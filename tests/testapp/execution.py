@@ -14,9 +14,8 @@ from pathlib import Path
 
 from djtasks import signals, task
 from djtasks.exceptions import Ignore, Reject
-from djtasks.task import Task
+from djtasks.task import Request, Task
 from djtasks.utils.log import get_task_logger
-from djtasks.worker.task_request import Request
 
 logger = get_task_logger(__name__)
 

@@ -21,8 +21,8 @@ from djtasks.models import Worker
 from djtasks.models.workers import OFFLINE, lost_after
 from djtasks.worker.consumer import Consumer
 from djtasks.worker.control import WorkerControl
+from djtasks.worker.executor import Executor
 from djtasks.worker.pools import POOLS
-from djtasks.worker.request import Executor
 from tests.unit.console_users import staff_client
 
 pytestmark = [pytest.mark.django_db]

@@ -12,7 +12,8 @@ from django.test import override_settings
 import djtasks
 from djtasks import App, conf, signals, states
 from djtasks.exceptions import Ignore, ImproperlyConfigured, MaxRetriesExceededError, Retry
-from djtasks.task import Context, Task, build_task, retry_call_options
+from djtasks.protocol import TaskMessage
+from djtasks.task import Request, Task, build_task, retry_call_options
 from djtasks.utils.annotations import annotation_options
 from djtasks.utils.log import TaskFilter, get_task_logger, task_log_context
 from djtasks.utils.retries import backoff_delay, backoff_factor
@@ -107,11 +108,12 @@ def test_an_annotation_with_an_unknown_option_names_it():
 
 # -- the retry call ------------------------------------------------------------------------------
 def test_retry_call_options_send_the_same_task_again_where_it_came_from():
-    request = Context(
+    message = TaskMessage(
         id="t1", task="x", retries=2, root_id="r", parent_id="p", group="g", group_index=1,
         chain=[{"task": "next"}], callbacks=[{"task": "cb"}], headers={"h": 1},
-        delivery_info={"routing_key": "q", "exchange": "", "priority": 3},
-        expires="2030-01-01T00:00:00+00:00", timelimit=(10, 5), ignore_result=True)
+        expires=datetime(2030, 1, 1, tzinfo=UTC), time_limit=10, soft_time_limit=5)
+    request = Request(message, delivery_info={"routing_key": "q", "exchange": "", "priority": 3},
+                      ignore_result=True)
     options = retry_call_options(request)
     assert options == {
         "task_id": "t1", "retries": 3, "add_to_parent": False, "link": [{"task": "cb"}],

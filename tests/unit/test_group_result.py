@@ -12,8 +12,9 @@ from djtasks import AsyncResult, GroupResult, states
 from djtasks.backends.base import ResultMeta, exception_to_dict
 from djtasks.exceptions import TaskRevokedError
 from djtasks.exceptions import TimeoutError as ResultTimeoutError
+from djtasks.protocol import TaskMessage
 from djtasks.result import EagerResult
-from djtasks.task import Context, run_in_context
+from djtasks.task import Request, trace
 
 
 class FirstError(Exception):
@@ -221,7 +222,7 @@ def test_get_inside_a_running_task_is_refused(app):
         return group_of(app, "a").get(timeout=1)
 
     with pytest.raises(RuntimeError, match=r"Never call result\.get\(\) within a task"):
-        run_in_context(waits_on_a_group, Context(id="x"), (), {})
+        raise trace(waits_on_a_group, Request(TaskMessage(id="x", task="t"))).value
 
 
 # -- nested groups --------------------------------------------------------------------------------

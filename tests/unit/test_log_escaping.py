@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from djtasks.protocol import TaskMessage
+from djtasks.task import Request
 from djtasks.utils.log import get_task_logger, loggable, task_log_context
-from djtasks.worker.request import Job
 
 FORGED = "abc\r\n[2026-01-01 00:00:00,000: INFO/MainProcess] Task x succeeded\x1b[2J"
 
@@ -29,8 +29,7 @@ def test_loggable_bounds_what_it_returns():
 
 
 def test_a_job_label_escapes_its_task_name_and_id():
-    job = Job(message=TaskMessage(id=FORGED, task="t\nx"), hostname="h", delivery_info={},
-              acks_late=False, ignore_result=False, track_started=False)
+    job = Request(TaskMessage(id=FORGED, task="t\nx"), hostname="h")
     assert job.label.isprintable()
     assert job.label == f"t\\nx[{loggable(FORGED)}]"
 

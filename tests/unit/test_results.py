@@ -16,7 +16,8 @@ from djtasks.backends.database import DatabaseBackend
 from djtasks.exceptions import DjtasksError, RemoteTaskError, TaskRevokedError
 from djtasks.exceptions import TimeoutError as ResultTimeoutError
 from djtasks.models import DeadLetter, ParkedMessage, TaskDelivery, TaskResult
-from djtasks.task import Context, current_request, run_in_context
+from djtasks.protocol import TaskMessage
+from djtasks.task import Request, current_request, trace
 
 
 class MyError(Exception):
@@ -228,7 +229,7 @@ def test_get_inside_a_running_task_is_refused(app):
         return app.AsyncResult("other").get(timeout=1)
 
     with pytest.raises(RuntimeError, match=r"Never call result\.get\(\) within a task"):
-        run_in_context(waits_on_another, Context(id="x"), (), {})
+        raise trace(waits_on_another, Request(TaskMessage(id="x", task="t"))).value
     assert current_request() is None
 
 
@@ -241,7 +242,7 @@ def test_get_inside_an_eager_task_is_allowed(app):
     def waits_on_another():
         return app.AsyncResult("done-before").get(timeout=1)
 
-    assert run_in_context(waits_on_another, Context(id="x", is_eager=True), (), {}) == 3
+    assert trace(waits_on_another, Request(TaskMessage(id="x", task="t"), is_eager=True)).value == 3
 
 
 # -- DatabaseBackend --------------------------------------------------------------------------

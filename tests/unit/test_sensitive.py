@@ -10,9 +10,8 @@ from djtasks import states, task
 from djtasks.canvas import chain
 from djtasks.models import TaskResult
 from djtasks.protocol import TaskMessage
-from djtasks.task import HIDDEN_ARGUMENTS
+from djtasks.task import HIDDEN_ARGUMENTS, Request
 from djtasks.worker.events import EventSender, TaskEvents
-from djtasks.worker.request import Job
 from djtasks.worker.snapshots import request_info
 from tests.testapp import tasks
 from tests.unit.memory_broker import drain, run_queued_tasks
@@ -81,7 +80,7 @@ def test_a_sensitive_chain_step_published_by_the_worker_is_hidden_too(extended):
 def test_the_received_event_shows_a_sensitive_tasks_arguments_hidden():
     sender = EventSender(lambda: kombu.Connection("memory://"), "w@h", task_events=True)
     message = TaskMessage(id="t", task=tasks.secret_add.name, args=(1, 2), kwargs={"k": 3})
-    job = Job(message, "w@h", {}, acks_late=False, ignore_result=False, track_started=False)
+    job = Request(message, hostname="w@h")
     TaskEvents(sender).received(job, sensitive=True)
     TaskEvents(sender).received(job)
     hidden, shown = (sender._queue.get_nowait() for _ in range(2))

@@ -13,7 +13,7 @@ import djtasks
 from djtasks import App, EagerResult, Task, conf, shared_task, states, task
 from djtasks.exceptions import AlreadyRegistered, NotRegistered
 from djtasks.models import TaskResult
-from djtasks.task import Context, current_request
+from djtasks.task import current_request
 from tests.unit.memory_broker import drain
 
 
@@ -326,8 +326,9 @@ def test_bind_passes_the_task_as_self(app):
 def test_request_of_a_direct_call_is_blank():
     assert whoami() == "None"
     assert current_request() is None
-    assert whoami.request == Context()
-    assert whoami.request.called_directly is True
+    request = whoami.request
+    assert request.called_directly is True
+    assert (request.id, request.args, request.kwargs, request.retries) == (None, (), {}, 0)
 
 
 # -- argument checks --------------------------------------------------------------------------

@@ -11,12 +11,13 @@ from djtasks import states
 from djtasks.conf import load
 from djtasks.exceptions import TimeLimitExceeded, WorkerLostError
 from djtasks.protocol import TaskMessage
+from djtasks.worker import features
 from djtasks.worker.capabilities import unmet_wishes
+from djtasks.worker.executor import Report
 from djtasks.worker.pools import PreforkPool, SoloPool, ThreadsPool
 from djtasks.worker.pools.base import Outcome, TargetFailure, WorkerLost
 from djtasks.worker.pools.timelimits import Deadlines, TimeLimits, Timeout
-from djtasks.worker.request import Report
-from djtasks.worker.settlement import Fate, execution_options, failure_to_record, late_fate
+from djtasks.worker.settlement import Fate, failure_to_record, late_fate
 
 
 @dataclass(frozen=True)
@@ -84,33 +85,34 @@ class _Task:
     soft_time_limit = None
     time_limit = None
     reject_on_worker_lost = None
+    acks_late = None
 
 
 def test_the_call_wins_over_the_task_which_wins_over_the_worker():
     settings = load({"task_time_limit": 30, "task_soft_time_limit": 20})
     task = _Task()
     message = TaskMessage(id="x", task="t")
-    assert execution_options(message, task, settings)["time_limit"] == 30
+    assert features.TimeLimits().before_job(message, task, settings)["time_limit"] == 30
     task.time_limit, task.soft_time_limit = 10, 5
-    chosen = execution_options(message, task, settings)
+    chosen = features.TimeLimits().before_job(message, task, settings)
     assert (chosen["time_limit"], chosen["soft_time_limit"]) == (10, 5)
     message = TaskMessage(id="x", task="t", time_limit=3, soft_time_limit=None)
-    chosen = execution_options(message, task, settings)
+    chosen = features.TimeLimits().before_job(message, task, settings)
     assert (chosen["time_limit"], chosen["soft_time_limit"]) == (3, 5)  # each limit on its own
 
 
 def test_flags_follow_the_task_then_the_settings():
     message = TaskMessage(id="x", task="t")
     task = _Task()
-    chosen = execution_options(message, task, load({}))
+    chosen = features.Acks().before_job(message, task, load({}))
     assert chosen["reject_on_worker_lost"] is False
     assert chosen["acks_on_failure_or_timeout"] is True
     settings = load({"task_reject_on_worker_lost": True, "task_acks_on_failure_or_timeout": False})
-    chosen = execution_options(message, task, settings)
+    chosen = features.Acks().before_job(message, task, settings)
     assert chosen["reject_on_worker_lost"] is True
     assert chosen["acks_on_failure_or_timeout"] is False
     task.reject_on_worker_lost = False
-    assert execution_options(message, task, settings)["reject_on_worker_lost"] is False
+    assert features.Acks().before_job(message, task, settings)["reject_on_worker_lost"] is False
 
 
 # -- what becomes of an acks_late message -------------------------------------------------

@@ -11,8 +11,8 @@ from djtasks import App, conf
 from djtasks.worker.autoscale import Autoscaler, parse_autoscale
 from djtasks.worker.consumer import Consumer
 from djtasks.worker.control import WorkerControl, signal_number
+from djtasks.worker.executor import Executor
 from djtasks.worker.pools import POOLS
-from djtasks.worker.request import Executor
 from tests.testapp import tasks
 
 

@@ -148,6 +148,14 @@ class Pool(ABC):
     supports_hard_kill: ClassVar[bool] = False
     #: Whether the pool replaces its members after max_tasks_per_child / max_memory_per_child.
     supports_recycling: ClassVar[bool] = False
+    #: Whether members run inside the worker's own process (threads, solo): a task that
+    #: kills its member kills the worker, so an early ack must reach the broker first.
+    in_process: ClassVar[bool] = True
+
+    @property
+    def jobs_may_wait(self) -> bool:
+        """Whether submit() may accept a job that no member takes at once (see on_start)."""
+        return False
 
     def __init__(self, limit: int, target: Target, *,
                  on_process_init: Callable[[], None] | None = None,

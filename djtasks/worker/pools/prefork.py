@@ -72,6 +72,11 @@ class PreforkPool(Pool):
     name: ClassVar[str] = "prefork"
     supports_hard_kill: ClassVar[bool] = True
     supports_recycling: ClassVar[bool] = True
+    in_process: ClassVar[bool] = False
+
+    @property
+    def jobs_may_wait(self) -> bool:
+        return self._children.backlog_per_child > 0
 
     def __init__(self, limit: int, target: Target, *,
                  on_process_init: Callable[[], None] | None = None,

@@ -1,10 +1,9 @@
-"""A task's handlers and the task signals of one execution, in Celery's order (pure layer).
+"""A task's handlers and the task signals of one execution, in Celery's order (client layer).
 
-The worker's executor and eager mode both run a task through these, so a handler or a
-receiver sees the same calls whichever ran it. The task is any object with Celery's
-handler methods (``on_success``, ``on_failure``, ``on_retry``, ``after_return``) and a
-``name``; nothing here imports it. A handler or receiver that raises is logged and the
-execution goes on: the task's outcome is already decided and stored.
+Only the trace (``task/trace.py``) calls these, for worker and eager runs alike, so a
+handler or a receiver sees the same calls whichever ran the task. A handler or receiver
+that raises is logged and the execution goes on: the task's outcome is already decided
+and stored.
 """
 
 from __future__ import annotations

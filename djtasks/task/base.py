@@ -1,144 +1,48 @@
 """Task: what calling a task does (publish) and what running it does (client layer).
 
 ``@task`` builds one Task subclass per function and registers a single instance. The same
-object is used by callers (``delay``, ``apply_async``) and by the worker (``run`` inside a
-request context).
+object is used by callers (``delay``, ``apply_async``) and by the worker (``run`` inside
+its Request, see ``task/trace.py``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import inspect
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from djtasks.canvas.signature import Signature
-from djtasks.exceptions import Ignore, MaxRetriesExceededError, Reject, Retry
-from djtasks.utils.log import task_log_context
+from djtasks.exceptions import MaxRetriesExceededError, Retry
+from djtasks.registry import app_or_default
+from djtasks.task.request import Request, current_request, detached_request
 from djtasks.utils.rates import parse_rate
-from djtasks.utils.retries import backoff_delay, backoff_factor
 
 if TYPE_CHECKING:
     from djtasks.application import App
     from djtasks.result import AsyncResult, EagerResult
 
-#: Options ``@task`` accepts. Later features add theirs here; anything else is a TypeError.
-TASK_OPTIONS = frozenset({
-    "name", "bind", "base", "serializer", "queue", "routing_key", "priority",
-    "ignore_result", "acks_late", "typing", "track_started",
-    # Execution (issue 4): retries, errors, limits, the request class.
-    "max_retries", "default_retry_delay", "autoretry_for", "dont_autoretry_for",
-    "retry_kwargs", "retry_backoff", "retry_backoff_max", "retry_jitter", "throws",
-    "rate_limit", "time_limit", "soft_time_limit", "expires", "reject_on_worker_lost",
-    "store_errors_even_if_ignored", "Request",
-    # Console (issue 11): arguments never shown or stored, only their argsrepr.
-    "sensitive",
+#: Options of a task's definition and of publishing its calls.
+DEFINITION_OPTIONS = frozenset({
+    "name", "bind", "base", "serializer", "queue", "routing_key", "priority", "typing",
 })
+#: Options the worker's features own: each feature (``worker/features/``) declares its
+#: own, and ``tests/unit/test_features.py`` pins this set to their union. (The client layer
+#: cannot import the worker's, and ``@task`` runs where no worker does.)
+FEATURE_OPTIONS = frozenset({
+    "ignore_result", "track_started", "store_errors_even_if_ignored", "throws", "sensitive",
+    "max_retries", "default_retry_delay", "autoretry_for", "dont_autoretry_for",
+    "retry_kwargs", "retry_backoff", "retry_backoff_max", "retry_jitter",
+    "time_limit", "soft_time_limit", "rate_limit", "expires", "acks_late",
+    "reject_on_worker_lost", "Request",
+})
+#: Options ``@task`` accepts; anything else is a TypeError naming the closest of them.
+TASK_OPTIONS = DEFINITION_OPTIONS | FEATURE_OPTIONS
 
 #: What a sensitive task's arguments read as, wherever they would be shown.
 HIDDEN_ARGUMENTS = "[hidden]"
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a running task knows about its own execution (``self.request``)."""
-
-    id: str | None = None
-    task: str | None = None
-    args: tuple = ()
-    kwargs: Mapping[str, Any] = field(default_factory=dict)
-    retries: int = 0
-    root_id: str | None = None
-    parent_id: str | None = None
-    group: str | None = None
-    hostname: str | None = None
-    delivery_info: Mapping[str, Any] = field(default_factory=dict)
-    reply_to: str | None = None
-    correlation_id: str | None = None
-    headers: Mapping[str, Any] = field(default_factory=dict)
-    origin: str | None = None
-    is_eager: bool = False
-    called_directly: bool = True
-    group_index: int | None = None
-    callbacks: list | None = None
-    errbacks: list | None = None
-    chain: list | None = None
-    chord: Mapping[str, Any] | None = None
-    #: When the message was due and when it expires (ISO 8601, as Celery gives them).
-    eta: str | None = None
-    expires: str | None = None
-    #: The call's own ``(time_limit, soft_time_limit)``, seconds or None.
-    timelimit: tuple[float | None, float | None] = (None, None)
-    utc: bool = True
-    ignore_result: bool = False
-    #: Ids of the tasks this execution sent, in order: stored as its result's children.
-    children: list[str] = field(default_factory=list)
-
-
-_current_request: ContextVar[Context | None] = ContextVar("djtasks_request", default=None)
-
-
-def current_request() -> Context | None:
-    """Return the context of the task executing in this thread or process, if any."""
-    return _current_request.get()
-
-
-def run_in_context(task: Task, context: Context, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    """Run ``task`` with ``context`` as its ``self.request``, restoring the previous one."""
-    token = _current_request.set(context)
-    try:
-        with task_log_context(task.name, context.id or ""):
-            try:
-                return task.run(*args, **kwargs)
-            except (Retry, Ignore, Reject):
-                raise
-            except Exception as exc:
-                if not autoretries(task, exc):
-                    raise
-                raise task.retry(exc=exc, **autoretry_options(task, context)) from None
-    finally:
-        _current_request.reset(token)
-
-
-@contextlib.contextmanager
-def using_request(task: Task, context: Context) -> Iterator[None]:
-    """Make ``context`` the current request for the block (handlers, signals, logging)."""
-    token = _current_request.set(context)
-    try:
-        with task_log_context(task.name, context.id or ""):
-            yield
-    finally:
-        _current_request.reset(token)
-
-
-@contextlib.contextmanager
-def detached_request() -> Iterator[None]:
-    """Run the block as if no task were running (a retry is not a child of its own run)."""
-    token = _current_request.set(None)
-    try:
-        yield
-    finally:
-        _current_request.reset(token)
-
-
-def autoretries(task: Task, exc: Exception) -> bool:
-    """True when ``exc`` is one the task's ``autoretry_for`` retries by itself."""
-    return bool(task.autoretry_for) and isinstance(exc, tuple(task.autoretry_for)) \
-        and not isinstance(exc, tuple(task.dont_autoretry_for))
-
-
-def autoretry_options(task: Task, context: Context) -> dict[str, Any]:
-    """``retry()`` arguments of an automatic retry: retry_kwargs, and the backoff countdown."""
-    options = dict(task.retry_kwargs)
-    if task.retry_backoff:
-        options["countdown"] = backoff_delay(backoff_factor(task.retry_backoff), context.retries,
-                                             task.retry_backoff_max, task.retry_jitter)
-    return options
 
 
 def call_lineage(task_id: str, parent_id: str | None = None,
@@ -155,7 +59,7 @@ def call_lineage(task_id: str, parent_id: str | None = None,
     return parent_id, root_id or task_id
 
 
-def retry_call_options(request: Context) -> dict[str, Any]:
+def retry_call_options(request: Request) -> dict[str, Any]:
     """Return the apply_async options that send ``request``'s task again, as it was sent.
 
     Same id, same place in its canvas, same queue (the exchange and routing key it came by),
@@ -258,16 +162,13 @@ class Task:
 
     @property
     def app(self) -> App:
-        if self._app is not None:
-            return self._app
-        import djtasks  # the package root builds the default app on first use
-
-        return djtasks.app
+        """The app this task was made for, else the default one (a shared task)."""
+        return app_or_default(self._app)
 
     @property
-    def request(self) -> Context:
-        """The context of the current execution; a blank one when called directly."""
-        return current_request() or Context()
+    def request(self) -> Request:
+        """The request of the current execution; a blank one when called directly."""
+        return current_request() or Request()
 
     def delay(self, *args: Any, **kwargs: Any) -> AsyncResult | EagerResult:
         """Publish a call with these arguments; shortcut of ``apply_async(args, kwargs)``."""
