@@ -287,6 +287,20 @@ def test_a_dead_consumers_message_is_delivered_after_the_visibility_timeout(brok
     assert message.delivery_info["redelivered"] is True
 
 
+def test_an_ack_not_yet_deleted_when_its_consumer_dies_is_delivered_again(broker, alias):
+    # Acks are deleted in batches: the promise for the window before the delete is at least once.
+    conn = broker(polling_interval=0.05)
+    publish(conn, {"job": 2})
+
+    out = finish(spawn("ack-and-die", alias))
+
+    assert json.loads(out) == {"job": 2}
+    assert messages(alias).count() == 1  # acked, but the delete never ran
+    [(body, message)] = drain(conn, 1)
+    assert body == {"job": 2}
+    assert message.delivery_info["redelivered"] is True
+
+
 @pytest.mark.parametrize("keeps_draining", [True, False], ids=["draining", "busy"])
 def test_no_redelivery_while_the_consumer_renews_its_lease(broker, alias, keeps_draining):
     holder = broker(visibility_timeout=1)
@@ -469,6 +483,22 @@ def take_and_die(alias: str) -> None:
         os._exit(0)
 
 
+def ack_and_die(alias: str) -> None:
+    """Take one message with a 1 s lease, ack it, print it, and die before the delete."""
+    conn = Connection(f"django://{alias}", transport_options={
+        "visibility_timeout": 1, "ack_flush_delay": 3600})
+    got = []
+
+    def on_message(body, message):
+        message.ack()  # pending: the next fetch, wait or close would delete it
+        got.append(body)
+
+    with Consumer(conn, [make_queue()], callbacks=[on_message], prefetch_count=1):
+        conn.drain_events(timeout=30)
+        print(json.dumps(got[0]), flush=True)
+        os._exit(0)
+
+
 def consume(alias: str) -> None:
     """Ack messages until a "stop" message; print the bodies received as JSON."""
     received: list = []
@@ -491,4 +521,5 @@ def consume(alias: str) -> None:
 
 if __name__ == "__main__":
     django.setup()
-    {"take-and-die": take_and_die, "consume": consume}[sys.argv[1]](*sys.argv[2:])
+    {"take-and-die": take_and_die, "ack-and-die": ack_and_die,
+     "consume": consume}[sys.argv[1]](*sys.argv[2:])
