@@ -355,12 +355,10 @@ class Consumer:
         try:
             self.pool.submit(request, self._on_done)
         except PoolFull:  # not started; dispatch() keeps it first in line
-            del self.active[request.message.id]
-            self.started_at.pop(request.message.id, None)
+            self._drop_active(request)
             raise
         except Exception as exc:  # it cannot reach a pool member (prefork: it does not pickle)
-            del self.active[request.message.id]
-            self.started_at.pop(request.message.id, None)
+            self._drop_active(request)
             if not request.acks_late and not message.acknowledged:
                 message.ack()  # a pool whose jobs may wait acknowledges after submit()
             self.fail_unsent(request, message, exc)
@@ -400,12 +398,16 @@ class Consumer:
         # A pool thread: a member took a request that waited; the main thread acknowledges it.
         self.completions.put((request, None))
 
-    def give_back(self, request: Request, message: kombu.Message | None) -> None:
-        """Put the message of ``request``, which no pool member took, back on its queue."""
-        self.acks.forget(request)
+    def _drop_active(self, request: Request) -> None:
+        # The request left the pool's books: done, given back, or never handed over.
         self.active.pop(request.message.id, None)
         self.started_at.pop(request.message.id, None)
         self.stats.active = len(self.active)
+
+    def give_back(self, request: Request, message: kombu.Message | None) -> None:
+        """Put the message of ``request``, which no pool member took, back on its queue."""
+        self.acks.forget(request)
+        self._drop_active(request)
         if message is None or message.acknowledged:
             return
         if request.message.id in self._stale:  # its channel is gone: the broker has it back
@@ -456,9 +458,7 @@ class Consumer:
                                "delivers it again", request.label)
             else:
                 settle_message(message, fate)
-        self.active.pop(request.message.id, None)
-        self.started_at.pop(request.message.id, None)
-        self.stats.active = len(self.active)
+        self._drop_active(request)
 
 
 def _log_connection_retry(exc: BaseException, interval: float) -> None:
