@@ -194,7 +194,7 @@ class EventDispatcher:
     dispatcher is used by one thread at a time.
     """
 
-    def __init__(self, connection: kombu.Connection, hostname: str, clock: events.LamportClock,
+    def __init__(self, connection: kombu.Connection, hostname: str, clock: events.Clock,
                  pid: int | None = None) -> None:
         self.connection = connection
         self.hostname = hostname

@@ -22,13 +22,26 @@ import platform
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from kombu import Exchange
 from kombu.clocks import LamportClock
 
-__all__ = ["EXCHANGE_NAME", "LamportClock", "build_event", "describe_event", "event_exchange",
+__all__ = ["EXCHANGE_NAME", "Clock", "LamportClock", "build_event", "describe_event", "event_exchange",
            "routing_key", "software_info", "utcoffset"]
+
+
+
+class Clock(Protocol):
+    """What events need of a Lamport clock: kombu's, or a fleet's shared one."""
+
+    @property
+    def value(self) -> int: ...
+
+    def forward(self) -> int: ...
+
+    def adjust(self, other: int) -> int: ...
+
 
 EXCHANGE_NAME = "celeryev"
 #: Transient: an event is news, not work; a broker restart may lose it.

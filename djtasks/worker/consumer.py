@@ -54,12 +54,16 @@ FULL_WAIT = 0.25
 class Consumer:
     """Receive task messages for one worker and feed its pool."""
 
-    def __init__(self, app: App, pool: Pool, queues: Sequence[str], hostname: str,
+    def __init__(self, app: App, pool: Pool, queues: Sequence[str], hostname: str,  # noqa: PLR0913 - the parts a consumer is made of
                  prefetch_count: int, events: TaskEvents | None = None,
-                 extra_features: Sequence[features.Feature] = ()) -> None:
+                 extra_features: Sequence[features.Feature] = (), *,
+                 consume_tasks: bool = True, rate_share: float = 1.0) -> None:
         self.app = app
         self.pool = pool
         self.queue_names = list(queues)
+        #: False in a fleet's parent: it keeps the queue names (remote control, the children
+        #: mirror them) and its mailbox, but its children receive the tasks.
+        self.consume_tasks = consume_tasks
         self.hostname = hostname
         self.prefetch_count = prefetch_count
         self.accept = list(app.settings.accept_content)
@@ -83,7 +87,8 @@ class Consumer:
         self.request_class = features.RequestClass(app)
         self.eta = EtaGate([app.router.queue(name) for name in self.queue_names])
         self.deliveries = DeliveryLimit(app, hostname, self.workflow, lambda: self.eta.queues)
-        self.rate_limits = RateLimits(app.tasks, pool, on_held=self._widen_window)
+        # A fleet's child takes its share of each rate: the children consume side by side.
+        self.rate_limits = RateLimits(app.tasks, pool, on_held=self._widen_window, share=rate_share)
         #: Task events (off unless the worker gives its sender) and the heartbeat's counters.
         self.events = events or TaskEvents(EventSender(app.connection, hostname, task_events=False,
                                                        worker_events=False))
@@ -115,7 +120,7 @@ class Consumer:
                 f"cannot connect to the broker {censor_url(self.app.settings.broker_url)}: {exc}"
             ) from exc
         channel = self.connection.channel()
-        queues = [self.app.router.queue(name) for name in self.queue_names]
+        queues = [self.app.router.queue(name) for name in self.queue_names] if self.consume_tasks else []
         self._consumer = kombu.Consumer(channel, queues=queues, on_message=self.on_message,
                                         accept=self.accept, no_ack=False)
         self._set_window(self.prefetch_count)
@@ -131,7 +136,7 @@ class Consumer:
         queue = self.app.router.queue(name, exchange, routing_key, exchange_type)
         self.queue_names.append(name)
         self.eta.queues.append(queue)
-        if self._consumer is not None:
+        if self._consumer is not None and self.consume_tasks:
             self._consumer.add_queue(queue)
             self._consumer.consume()  # starts the queues not consumed yet
         return True
@@ -142,7 +147,7 @@ class Consumer:
             return False
         self.queue_names.remove(name)
         self.eta.queues = [queue for queue in self.eta.queues if queue.name != name]
-        if self._consumer is not None:
+        if self._consumer is not None and self.consume_tasks:
             self._consumer.cancel_by_queue(name)
         return True
 

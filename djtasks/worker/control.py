@@ -258,7 +258,7 @@ class WorkerControl:
             signum = SIGKILL
         killed = []
         for one in ids:
-            if one in self.consumer.active and pool.kill_job(_runs_task(one), signum):
+            if pool.kill_job(_runs_task(one), signum):  # False unless it runs or waits there
                 # Its outcome comes back as a lost process: it is to read REVOKED instead.
                 revocations.mark_terminated(one, signum)
                 killed.append(one)

@@ -46,7 +46,7 @@ class EventSender:
         #: The database alias a django:// broker writes events to (None on another broker).
         self.database = database
         self.hostname = hostname
-        self.clock = events.LamportClock()
+        self.clock: events.Clock = events.LamportClock()
         self.task_events = task_events
         self.worker_events = worker_events
         self.sent = 0

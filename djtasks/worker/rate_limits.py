@@ -33,8 +33,9 @@ class RateLimits:
     """The rate-limit gate between a worker's reserved messages and its pool."""
 
     def __init__(self, tasks: TaskRegistry, pool: Pool, on_held: Callable[[int], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, share: float = 1.0) -> None:
         self.tasks = tasks
+        self.share = share  # of each rate, this gate's: 1/N in each of a fleet's N children
         self.pool = pool
         self.on_held = on_held
         self.clock = clock
@@ -46,12 +47,13 @@ class RateLimits:
     def set_rate(self, name: str, rate: object) -> None:
         """Set task ``name``'s limit on this worker (None or 0: none); ValueError if bad."""
         per_second = parse_rate(rate)
-        self._buckets[name] = TokenBucket(per_second, clock=self.clock) if per_second else None
+        self._buckets[name] = TokenBucket(per_second * self.share, clock=self.clock) \
+            if per_second else None
 
     def rate_of(self, name: str) -> float | None:
         """Return task ``name``'s limit in tasks per second on this worker (None: none)."""
         bucket = self._bucket(name)
-        return bucket.rate if bucket is not None else None
+        return bucket.rate / self.share if bucket is not None else None
 
     def _bucket(self, name: str) -> TokenBucket | None:
         if name not in self._buckets:

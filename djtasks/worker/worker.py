@@ -16,10 +16,11 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from io import TextIOBase
+from multiprocessing.connection import Connection
 from types import FrameType
-from typing import TextIO
+from typing import Any, NoReturn, TextIO
 
 from django.db import DatabaseError
 
@@ -37,8 +38,13 @@ from djtasks.worker.consumer import Consumer
 from djtasks.worker.control import WorkerControl
 from djtasks.worker.events import EventSender, TaskEvents
 from djtasks.worker.executor import Executor
+from djtasks.worker.features import Feature
+from djtasks.worker.fleet import control as fleet_control
+from djtasks.worker.fleet.child import run_child
+from djtasks.worker.fleet.clock import SharedClock
+from djtasks.worker.fleet.supervisor import Fleet
 from djtasks.worker.heartbeat import Heartbeat, WorkerInfo
-from djtasks.worker.pools import POOLS
+from djtasks.worker.pools import POOLS, Outcome, Pool
 from djtasks.worker.release import EtaRelease
 
 logger = logging.getLogger("djtasks.worker")
@@ -55,8 +61,9 @@ class Worker:
                  concurrency: int | None = None, pool: str | None = None,
                  hostname: str | None = None, prefetch_multiplier: int | None = None,
                  beat: bool = False, autoscale: tuple[int, int] | None = None,
-                 task_events: bool | None = None,
-                 **recycling: int | None) -> None:
+                 task_events: bool | None = None, consume_in_children: bool | None = None,
+                 remote_control: bool = True, extra_features: Sequence[Feature] = (),
+                 rate_share: float = 1.0, **recycling: int | None) -> None:
         settings = app.settings
         self.app = app
         self.queues = list(queues or [settings.task_default_queue])
@@ -79,20 +86,31 @@ class Worker:
                           for key in ("max_tasks_per_child", "max_memory_per_child")}
         if recycling:
             raise TypeError(f"Worker() got unexpected options {sorted(recycling)}")
-        # Prefork: a request per child waits in the parent, so that a child that is done gets
-        # the next at once instead of after a round trip through this process's loop.
-        backlog = {"backlog_per_child": 1} if forks else {}
-        self.pool = POOLS[self.pool_name](self.concurrency, executor,
-                                          on_process_init=executor.after_fork if forks else None,
-                                          **self.recycling, **backlog)
+        self.fleet: Fleet | None = None
+        if forks and (settings.worker_consume_in_children if consume_in_children is None
+                      else consume_in_children):
+            self.pool: Pool = self._make_fleet(autoscale, multiplier, task_events)
+        else:
+            # Prefork: a request per child waits in the parent, so that a child that is done
+            # gets the next at once instead of after a round trip through this process's loop.
+            backlog = {"backlog_per_child": 1} if forks else {}
+            self.pool = POOLS[self.pool_name](self.concurrency, executor,
+                                              on_process_init=executor.after_fork if forks else None,
+                                              **self.recycling, **backlog)
+        self.executor = executor
         self.events = EventSender(
             app.connection, self.hostname, buffer=settings.worker_event_buffer,
             task_events=settings.worker_send_task_events if task_events is None else task_events,
             worker_events=settings.worker_send_worker_events,
             database=broker_alias(settings.broker_url))
+        if self.fleet is not None:  # parent and children send events under one name
+            self.events.clock = SharedClock()
         self.consumer = Consumer(app, self.pool, self.queues, self.hostname, self.prefetch_count,
-                                 events=TaskEvents(self.events))
+                                 events=TaskEvents(self.events), extra_features=extra_features,
+                                 consume_tasks=self.fleet is None, rate_share=rate_share)
         self.consumer.prefetch_multiplier = multiplier
+        if self.fleet is not None:
+            self.fleet.stats = self.consumer.stats  # what the heartbeat reports: the children's
         self.heartbeat = Heartbeat(
             WorkerInfo(self.hostname, self.pool_name, self.concurrency, self.queues),
             self.events, self.consumer.stats, settings.worker_heartbeat_interval)
@@ -101,8 +119,12 @@ class Worker:
         self.control = WorkerControl(self.consumer, self.hostname, self.heartbeat,
                                      on_shutdown=self.request_stop)
         self.control.autoscaler = self.autoscaler
-        if settings.worker_enable_remote_control:
+        if self.fleet is not None:
+            fleet_control.wire(self.control, self.fleet)
+        if settings.worker_enable_remote_control and remote_control:
             self.consumer.on_connect.append(self.control.listen)
+        #: Called between two rounds of the consume loop, in its thread.
+        self.between_steps: list[Callable[[], None]] = []
         self.beat = BeatThread(load_scheduler(app), on_fatal=self.stop_on) if beat else None
         self.fatal: BaseException | None = None
         self.eta_release = EtaRelease(app, self.hostname)
@@ -190,6 +212,70 @@ class Worker:
             outage.succeeded()
             if self.autoscaler is not None:
                 self.autoscale()
+            for hook in self.between_steps:
+                hook()
+
+    # -- a fleet (worker_consume_in_children) -------------------------------------------
+    def _make_fleet(self, autoscale: tuple[int, int] | None, multiplier: int,
+                    task_events: bool | None) -> Fleet:
+        # Each child consumes and runs tasks itself; this process supervises.
+        if autoscale is not None:
+            raise ValueError("autoscale: not supported with consume_in_children yet (the "
+                             "autoscaler reads the books of the parent, which runs no task)")
+        self.fleet = Fleet(self.concurrency, spawn=self._run_child,
+                           on_lost=self._on_child_task_lost, **self.recycling)
+        # On django:// the rows a child leased come back only after their visibility
+        # timeout if it dies: a child leases one at a time, so a kill strands no other.
+        on_table = broker_alias(self.app.settings.broker_url) is not None
+        self._child_options: dict[str, Any] = {
+            "hostname": self.hostname, "prefetch_multiplier": 1 if on_table else multiplier,
+            "task_events": task_events, "rate_share": 1 / self.concurrency}
+        return self.fleet
+
+    def _run_child(self, index: int, conn: Connection, inherited: list[Any]) -> NoReturn:
+        # In the forked child: a solo worker of its own, answering remote control on ``conn``.
+        assert self.fleet is not None, "only a fleet forks consuming children"
+        self.executor.after_fork()
+
+        def build(features: list[Feature]) -> Worker:
+            # The queues as they are now: add_consumer/cancel_consumer may have changed them.
+            child = Worker(self.app, queues=list(self.consumer.queue_names), pool="solo",
+                           consume_in_children=False, remote_control=False,
+                           extra_features=features, **self._child_options)
+            child.events.clock = child.control.mailbox.clock = self.events.clock
+            return child
+
+        run_child(build, conn, self.fleet.slots, index, inherited, self.recycling,
+                  self.app.backend)
+
+    def _on_child_task_lost(self, request: Any, outcome: Outcome) -> None:
+        # The fleet's supervisor thread: the main loop records it, as a pool's outcome.
+        self.consumer.completions.put((request, outcome))
+
+    def run_as_child(self, on_ready: Callable[[], None]) -> int:
+        """Run as a fleet's child: no banner, heartbeat, beat or mailbox; the parent has them.
+
+        Return the exit status: 0 after a warm stop, 1 after a cold one (SIGQUIT).
+        """
+        signal.signal(signal.SIGQUIT, self._on_cold_signal)
+        signal.signal(signal.SIGUSR1, log_thread_stacks)
+        try:
+            self.pool.start()
+            self.connect()
+            self.events.start()
+            self.consumer.settle()
+            on_ready()
+            self.consume_until_stopped()
+            self.warm_shutdown(quiet=True)
+        except ColdShutdown:
+            self.cold_shutdown(quiet=True)
+            self.consumer.abandon()
+            return 1
+        finally:
+            self.events.stop(timeout=5.0)
+        self.consumer.close()
+        self.app.close()
+        return 0
 
     def autoscale(self) -> None:
         if self.autoscaler is None:  # started without --autoscale: nothing to resize
@@ -205,8 +291,9 @@ class Worker:
         while not self.stopping and (left := deadline - time.monotonic()) > 0:
             time.sleep(min(left, 0.1))
 
-    def warm_shutdown(self) -> None:
-        logger.warning("worker: Warm shutdown (%s)", self.hostname)
+    def warm_shutdown(self, quiet: bool = False) -> None:
+        if not quiet:
+            logger.warning("worker: Warm shutdown (%s)", self.hostname)
         self.consumer.stop_consuming()
         self.pool.give_back_waiting()  # not started yet: back to the queue, as reserved ones go
         while self.consumer.active:
@@ -214,8 +301,9 @@ class Worker:
         self.pool.stop(wait=True)
         self.consumer.process_completions()
 
-    def cold_shutdown(self) -> None:
-        logger.warning("worker: Cold shutdown (%s)", self.hostname)
+    def cold_shutdown(self, quiet: bool = False) -> None:
+        if not quiet:
+            logger.warning("worker: Cold shutdown (%s)", self.hostname)
         self.pool.stop(wait=False)
         try:
             self.consumer.process_completions()
@@ -225,6 +313,11 @@ class Worker:
     def request_stop(self) -> None:
         """Start a warm shutdown (remote control ``shutdown``: the first SIGTERM's path)."""
         self.stopping = True
+
+    def stop_between_tasks(self) -> None:
+        """In the main loop, between two tasks: stop warmly and start nothing more now."""
+        self.stopping = True
+        self.consumer.stop_consuming()
 
     def stop_on(self, error: BaseException) -> None:
         """Stop the worker because a thread it depends on (beat) gave up with ``error``."""

@@ -33,6 +33,9 @@ class Command(BaseCommand):
                             type=str.upper, choices=LEVELS, help="logging level")
         parser.add_argument("--prefetch-multiplier", type=int, default=None,
                             help="messages reserved per pool slot (default: 4)")
+        parser.add_argument("--consume-in-children", action="store_true", default=None,
+                            help="prefork: each child consumes from the broker itself and the "
+                                 "parent supervises (default: worker_consume_in_children)")
         parser.add_argument("-B", "--beat", action="store_true",
                             help="also run beat (periodic tasks) in this process")
         parser.add_argument("-E", "--events", action="store_true", default=None,
@@ -58,6 +61,7 @@ class Command(BaseCommand):
                             prefetch_multiplier=options["prefetch_multiplier"],
                             beat=options["beat"], autoscale=options["autoscale"],
                             task_events=options["events"],
+                            consume_in_children=options["consume_in_children"],
                             max_tasks_per_child=options["max_tasks_per_child"],
                             max_memory_per_child=options["max_memory_per_child"])
         except ValueError as exc:

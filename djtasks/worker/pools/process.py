@@ -100,6 +100,21 @@ def _child_main(conn: Connection, target: Target, on_process_init: Callable[[], 
     objects (database and broker connections, atexit handlers), and none of their
     finalizers may run here, where they would write on sockets the parent still uses.
     """
+    def serve() -> int:
+        if not _initialize(conn, on_process_init):
+            return 1
+        _serve(conn, target)
+        return 0
+
+    run_in_child(serve, inherited)
+
+
+def run_in_child(body: Callable[[], int], inherited: list[int | Connection]) -> NoReturn:
+    """In a new child: close what is the parent's, reset signals, run ``body``, exit with its code.
+
+    Any error is printed and exits 1. The way out is os._exit, never a return: see
+    ``_child_main``.
+    """
     code = 1
     try:
         for item in inherited:
@@ -108,10 +123,8 @@ def _child_main(conn: Connection, target: Target, on_process_init: Callable[[], 
                     item.close()
                 else:
                     os.close(item)
-        _reset_signals()
-        if _initialize(conn, on_process_init):
-            _serve(conn, target)
-            code = 0
+        reset_child_signals()
+        code = body()
     except BaseException:
         with contextlib.suppress(BaseException):
             traceback.print_exc()
@@ -120,7 +133,8 @@ def _child_main(conn: Connection, target: Target, on_process_init: Callable[[], 
         os._exit(code)
 
 
-def _reset_signals() -> None:
+def reset_child_signals() -> None:
+    """In a new child: the parent's handlers off, SIGINT and SIGTERM ignored, soft limits on."""
     # The parent's Python handlers (the worker's shutdown handlers) and its wake-up fd
     # belong to the parent.
     signal.set_wakeup_fd(-1)

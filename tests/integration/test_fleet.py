@@ -1,0 +1,123 @@
+"""Prefork children that consume from the broker themselves (``--consume-in-children``).
+
+Real workers on every broker. The parent receives no task: its children do, run them and
+acknowledge them; the parent supervises (dead children, hard time limits, terminate) and
+answers remote control from its children's books.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+import djtasks
+from djtasks import states
+from djtasks.exceptions import TaskRevokedError, TimeLimitExceeded, WorkerLostError
+from tests.integration.conftest import DATABASES, rebind_mailboxes, start_worker, wait_until
+from tests.testapp import tasks
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.django_db(transaction=True, databases=DATABASES)]
+
+
+@pytest.fixture(scope="module")
+def name(queue_name):
+    return f"{queue_name}@fleet"
+
+
+@pytest.fixture(scope="module")
+def worker(broker, queue_name, name, django_db_setup):
+    process = start_worker(broker, queue_name, "-c", "2", "-n", name, "--consume-in-children")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _mailbox_bound(broker, name, worker):
+    # django://: each transactional test empties the tables, the mailbox's binding with them.
+    rebind_mailboxes(broker, [name])
+
+
+def ask(name):
+    return djtasks.app.control.inspect(destination=[name], timeout=5)
+
+
+def children(name) -> tuple[int, list[int]]:
+    """The parent's pid and its children's, as ``inspect stats`` tells them."""
+    stats = ask(name).stats()[name]
+    return stats["pid"], stats["pool"]["processes"]
+
+
+def running_pid(name, task_id) -> int:
+    """Wait until ``task_id`` runs; return the pid of the child running it."""
+    def find():
+        return [entry["worker_pid"] for entry in ask(name).active().get(name, [])
+                if entry["id"] == task_id]
+    return wait_until(find, message=f"{task_id} runs")[0]
+
+
+def test_the_children_run_every_task_and_the_parent_none(worker, app_settings, name):
+    results = [tasks.pid.delay() for _ in range(60)]
+    pids = {result.get(timeout=60) for result in results}
+    parent, members = children(name)
+    assert pids <= set(members)
+    assert parent not in pids
+    assert len(members) == 2
+    totals = ask(name).stats()[name]["total"]
+    assert totals.get("tests.testapp.tasks.pid", 0) >= 60  # summed over the children
+
+
+def test_inspect_active_names_the_child_running_the_task(worker, app_settings, name):
+    running = tasks.nap.delay(2)
+    pid = running_pid(name, running.id)
+    assert pid in children(name)[1]
+    assert running.id in ask(name).query_task(running.id)[name]
+    assert running.get(timeout=30) == 2
+
+
+def test_a_child_killed_fails_its_task_and_is_replaced(worker, app_settings, name):
+    running = tasks.nap.delay(60)
+    victim = running_pid(name, running.id)
+    os.kill(victim, signal.SIGKILL)
+    with pytest.raises(WorkerLostError, match="signal 9"):
+        running.get(timeout=30)
+    assert djtasks.app.AsyncResult(running.id).state == states.FAILURE
+    wait_until(lambda: len(children(name)[1]) == 2 and victim not in children(name)[1],
+               message="a new child took the dead one's place")
+    assert [tasks.add.delay(i, i).get(timeout=30) for i in range(4)] == [0, 2, 4, 6]
+
+
+def test_the_hard_time_limit_kills_the_child_not_its_neighbour(worker, app_settings, name):
+    killed = tasks.nap.apply_async((60,), time_limit=1)
+    neighbour = tasks.nap.delay(2)
+    with pytest.raises(TimeLimitExceeded, match=r"hard time limit \(1s\) exceeded"):
+        killed.get(timeout=30)
+    assert neighbour.get(timeout=30) == 2
+    worker.wait_for_line(r"Hard time limit \(1s\) exceeded for .*nap\[" + killed.id)
+    pair = [tasks.nap.delay(1), tasks.nap.delay(1)]
+    assert [r.get(timeout=30) for r in pair] == [1, 1]
+
+
+def test_revoke_terminate_stops_the_task_in_its_child(worker, app_settings, name):
+    running = tasks.nap.delay(60)
+    victim = running_pid(name, running.id)
+    djtasks.app.control.revoke(running.id, terminate=True, signal="SIGKILL")
+    with pytest.raises(TaskRevokedError):
+        running.get(timeout=30)
+    assert djtasks.app.AsyncResult(running.id).state == states.REVOKED
+    wait_until(lambda: victim not in children(name)[1], message="the child was replaced")
+    assert tasks.add.delay(2, 3).get(timeout=30) == 5
+
+
+def test_a_warm_shutdown_loses_nothing(broker, worker_factory, app_settings, queue_name):
+    queue = f"{queue_name}-warm"
+    first = worker_factory("-c", "2", "-Q", queue, "-n", f"{queue}-1@fleet",
+                           "--consume-in-children")
+    results = [tasks.nap.apply_async((0.05,), queue=queue) for _ in range(40)]
+    wait_until(lambda: sum(r.ready() for r in results) >= 3, message="the drain started")
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(timeout=60) == 0
+    worker_factory("-c", "2", "-Q", queue, "-n", f"{queue}-2@fleet", "--consume-in-children")
+    assert [r.get(timeout=60) for r in results] == [0.05] * 40

@@ -1,0 +1,205 @@
+"""The parts of a fleet (children consuming): slots in shared memory, merged control answers,
+the rate share, and the settling of a message whose run died with a sibling child."""
+
+from __future__ import annotations
+
+import os
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from djtasks import states
+from djtasks.backends.base import ResultMeta
+from djtasks.registry import TaskRegistry
+from djtasks.worker.fleet import control as fleet_control
+from djtasks.worker.fleet.orphans import LostInSibling
+from djtasks.worker.fleet.slots import SLOT_SIZE, LostRequest, RunningSlots
+from djtasks.worker.rate_limits import RateLimits
+from tests.testapp import tasks
+
+
+def request(task_id: str = "id-1", *, hard: float | None = None, args: tuple = (),
+            acks_late: bool = True, reject_on_worker_lost: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(
+        message=SimpleNamespace(id=task_id, task="tests.testapp.tasks.nap", args=args),
+        time_limit=hard, soft_time_limit=None, acks_late=acks_late,
+        reject_on_worker_lost=reject_on_worker_lost, acks_on_failure_or_timeout=True,
+        label=f"nap[{task_id}]")
+
+
+@pytest.fixture
+def slots():
+    made = RunningSlots(4)
+    yield made
+    made.close()
+
+
+def test_a_slot_says_what_its_child_runs_until_cleared(slots):
+    slots.write(1, request("a", hard=30))
+    running = slots.read(1)
+    assert running.request.message.id == "a"
+    assert running.hard_deadline == pytest.approx(running.started + 30)
+    assert slots.busy(1)
+    assert not slots.busy(0)
+    assert slots.hard_deadline(1) == running.hard_deadline
+    slots.clear(1)
+    assert slots.read(1) is None
+    assert not slots.busy(1)
+    assert slots.hard_deadline(1) is None
+
+
+def test_a_slot_without_a_hard_limit_has_no_deadline(slots):
+    slots.write(0, request("b"))
+    assert slots.read(0).hard_deadline is None
+    assert slots.hard_deadline(0) is None
+
+
+def test_a_request_too_big_for_its_slot_keeps_its_id_and_name(slots):
+    slots.write(2, request("big", args=("x" * SLOT_SIZE,)))
+    assert slots.read(2).request == LostRequest("big", "tests.testapp.tasks.nap")
+
+
+def test_the_children_share_the_slots_across_fork(slots):
+    pid = os.fork()
+    if pid == 0:  # the child writes; the parent reads
+        slots.write(3, request("forked"))
+        slots.set_counts(3, 7, 2)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert slots.read(3).request.message.id == "forked"
+    assert slots.counts(3) == (7, 2)
+    slots.reset(3)
+    assert slots.read(3) is None
+    assert slots.counts(3) == (0, 0)
+
+
+class Answers:
+    """A fleet whose children answer with canned replies."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.told: list[tuple[str, dict]] = []
+
+    def gather(self, command, arguments):
+        return self.answers
+
+    def tell_all(self, command, arguments):
+        self.told.append((command, arguments))
+
+
+def wired(fleet, **own):
+    control = SimpleNamespace(handlers={
+        "active": None, "reserved": None, "scheduled": None, "query_task": None,
+        "revoked": own.get("revoked", lambda **_: ["parent-known"]),
+        "stats": own.get("stats", lambda **_: {"pid": 1, "total": {}}),
+        "revoke": lambda **kw: {"ok": "revoked"},
+        **{name: (lambda **_: {"ok": "done"})
+           for name in (*fleet_control.BROADCAST, *fleet_control.QUEUE_CHANGES)},
+    })
+    fleet_control.wire(control, fleet)
+    return control.handlers
+
+
+def test_lists_are_the_childrens_one_after_the_other_and_errors_are_left_out():
+    handlers = wired(Answers([{"id": "a"}], {"error": "busy"}, [{"id": "b"}]))
+    assert handlers["active"]() == [{"id": "a"}, {"id": "b"}]
+
+
+def test_stats_sum_the_childrens_totals_into_the_parents_reply():
+    handlers = wired(Answers({"total": {"add": 2, "mul": 1}}, {"total": {"add": 3}}))
+    assert handlers["stats"]() == {"pid": 1, "total": {"add": 5, "mul": 1}}
+
+
+def test_revoked_is_the_union_without_repeats():
+    handlers = wired(Answers(["x", "parent-known"], ["y"]))
+    assert handlers["revoked"]() == ["parent-known", "x", "y"]
+
+
+def test_revoke_reaches_every_child_but_only_the_parent_terminates():
+    fleet = Answers()
+    handlers = wired(fleet)
+    assert handlers["revoke"](task_id="t", terminate=True, signal="KILL") == {"ok": "revoked"}
+    assert fleet.told == [("revoke", {"task_id": "t", "terminate": False, "signal": "KILL"})]
+
+
+def test_a_change_the_parent_refuses_is_not_sent_to_the_children():
+    fleet = Answers()
+    control = SimpleNamespace(handlers={
+        "active": None, "reserved": None, "scheduled": None, "query_task": None,
+        "revoked": lambda **_: [], "stats": lambda **_: {}, "revoke": lambda **_: {},
+        **{name: (lambda **_: {"error": "no such task"})
+           for name in (*fleet_control.BROADCAST, *fleet_control.QUEUE_CHANGES)}})
+    fleet_control.wire(control, fleet)
+    assert control.handlers["rate_limit"](task_name="nope", rate_limit="1/s") == {"error": "no such task"}
+    assert fleet.told == []
+
+
+def test_a_child_takes_its_share_of_a_rate_and_reports_the_whole_rate():
+    registry = TaskRegistry()
+    registry.register(tasks.clock_in_limited)  # 2/s
+    pool = SimpleNamespace(free_slots=lambda: 1)
+    limits = RateLimits(registry, pool, on_held=lambda held: None, share=0.5)
+    name = tasks.clock_in_limited.name
+    assert limits.rate_of(name) == pytest.approx(2.0)
+    assert limits._bucket(name).rate == pytest.approx(1.0)
+
+
+class Message:
+    def __init__(self, redelivered: bool = True) -> None:
+        self.delivery_info = {"redelivered": redelivered}
+        self.settled: list[str] = []
+
+    def ack(self) -> None:
+        self.settled.append("ack")
+
+    def reject(self, requeue: bool) -> None:
+        self.settled.append("requeue" if requeue else "reject")
+
+
+class Store:
+    def __init__(self, meta: ResultMeta | None = None) -> None:
+        self.meta = meta
+
+    def get_meta(self, task_id: str) -> ResultMeta:
+        return self.meta or ResultMeta(task_id)
+
+
+def test_a_message_back_from_a_dead_sibling_is_acknowledged_not_run_again(slots):
+    slots.write(2, request("lost"))  # the dead child's slot still names it
+    guard = LostInSibling(slots, 0, Store())
+    message = Message()
+    assert guard.before_reserve(request("lost"), message) is False
+    assert message.settled == ["ack"]
+
+
+def test_under_reject_on_worker_lost_it_runs_again(slots):
+    slots.write(2, request("lost"))
+    guard = LostInSibling(slots, 0, Store())
+    message = Message()
+    assert guard.before_reserve(request("lost", reject_on_worker_lost=True), message) is True
+    assert message.settled == []
+
+
+def test_past_its_hard_limit_it_is_settled_as_timed_out(slots):
+    slots.write(2, request("slow", hard=0.01))
+    time.sleep(0.02)
+    guard = LostInSibling(slots, 0, Store())
+    late = request("slow")
+    late.acks_on_failure_or_timeout = False  # then a timed-out message goes back to the queue
+    assert guard.before_reserve(late, Message()) is True
+
+
+def test_once_the_slot_is_reused_the_recorded_failure_tells(slots):
+    failure = ResultMeta("gone", status=states.FAILURE,
+                         result={"exc_type": "WorkerLostError", "exc_message": "lost"})
+    message = Message()
+    assert LostInSibling(slots, 0, Store(failure)).before_reserve(request("gone"), message) is False
+    assert message.settled == ["ack"]
+
+
+def test_first_deliveries_and_early_acked_tasks_are_not_looked_at(slots):
+    slots.write(2, request("x"))
+    guard = LostInSibling(slots, 0, Store())
+    assert guard.before_reserve(request("x"), Message(redelivered=False)) is True
+    assert guard.before_reserve(request("x", acks_late=False), Message()) is True
