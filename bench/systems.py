@@ -26,6 +26,8 @@ class System:
     stored_only: bool = False
     # At most this many round trips (a backend that polls every 0.5 s takes long).
     latency_cap: int | None = None
+    # More worker flags of this system (djtasks-children: --consume-in-children).
+    flags: tuple[str, ...] = ()
 
     def supports(self, broker: Broker) -> bool:
         return self.side == "djtasks" or broker.celery_broker is not None
@@ -37,7 +39,7 @@ class System:
         ``events``: both send task events (``-E``).
         """
         common = ["-Q", queue, "-c", str(concurrency), "-P", pool, "-l", "INFO",
-                  "-n", f"bench-{self.key}@%h", *(["-E"] if events else [])]
+                  "-n", f"bench-{self.key}@%h", *(["-E"] if events else []), *self.flags]
         if self.side == "djtasks":
             return [sys.executable, "-m", "django", "runworker", *common]
         return [sys.executable, "-m", "celery", "-A", "bench.celeryapp", "worker", *common,
@@ -61,6 +63,9 @@ class System:
 
 SYSTEMS = {
     "djtasks": System("djtasks", "djtasks", "djtasks"),
+    # Prefork whose children consume from the broker themselves (worker_consume_in_children).
+    "djtasks-children": System("djtasks-children", "djtasks, children consuming", "djtasks",
+                               flags=("--consume-in-children",)),
     "celery": System("celery", f"Celery {version('celery')}", "celery"),
     # What a Django user of Celery has: results in the bench's PostgreSQL database. Its
     # AsyncResult.get() polls the database every 0.5 s (Celery's default interval).
