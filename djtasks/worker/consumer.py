@@ -403,6 +403,11 @@ class Consumer:
         # A pool thread: a member took a request that waited; the main thread acknowledges it.
         self.completions.put((request, None))
 
+    def adopt(self, request: Request, message: Any) -> None:
+        """Book ``request``, which ran elsewhere (a fleet's child), with a stand-in for its
+        message: its completion settles that as it would settle the message itself."""
+        self.active[request.message.id] = (request, message)
+
     def _drop_active(self, request: Request) -> None:
         # The request left the pool's books: done, given back, or never handed over.
         self.active.pop(request.message.id, None)

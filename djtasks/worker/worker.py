@@ -42,6 +42,7 @@ from djtasks.worker.features import Feature
 from djtasks.worker.fleet import control as fleet_control
 from djtasks.worker.fleet.child import run_child
 from djtasks.worker.fleet.clock import SharedClock
+from djtasks.worker.fleet.orphans import SETTLED_BY_TAG, ByTag
 from djtasks.worker.fleet.supervisor import Fleet
 from djtasks.worker.heartbeat import Heartbeat, WorkerInfo
 from djtasks.worker.pools import POOLS, Outcome, Pool
@@ -248,9 +249,18 @@ class Worker:
         run_child(build, conn, self.fleet.slots, index, inherited, self.recycling,
                   self.app.backend)
 
-    def _on_child_task_lost(self, request: Any, outcome: Outcome) -> None:
-        # The fleet's supervisor thread: the main loop records it, as a pool's outcome.
+    def _on_child_task_lost(self, request: Any, outcome: Outcome, delivery_tag: Any) -> None:
+        # The fleet's supervisor thread: the main loop records it, as a pool's outcome, and
+        # settles an acks_late message the broker would hold until its visibility timeout.
+        connection = self.consumer.connection
+        driver = connection.transport.driver_name if connection is not None else ""
+        if request.acks_late and delivery_tag is not None and driver in SETTLED_BY_TAG:
+            self.consumer.adopt(request, ByTag(self._parent_channel, delivery_tag))
         self.consumer.completions.put((request, outcome))
+
+    def _parent_channel(self) -> Any:
+        assert self.consumer.connection is not None, "settled by the main loop, while connected"
+        return self.consumer.connection.default_channel
 
     def run_as_child(self, on_ready: Callable[[], None]) -> int:
         """Run as a fleet's child: no banner, heartbeat, beat or mailbox; the parent has them.

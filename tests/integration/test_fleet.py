@@ -121,3 +121,32 @@ def test_a_warm_shutdown_loses_nothing(broker, worker_factory, app_settings, que
     assert first.process.wait(timeout=60) == 0
     worker_factory("-c", "2", "-Q", queue, "-n", f"{queue}-2@fleet", "--consume-in-children")
     assert [r.get(timeout=60) for r in results] == [0.05] * 40
+
+
+def kill_first_run(record) -> int:
+    pids = wait_until(lambda: record.exists() and record.read_text().split(),
+                      message="the task started")
+    os.kill(int(pids[0]), signal.SIGKILL)
+    return int(pids[0])
+
+
+def test_an_acks_late_task_of_a_killed_child_fails_and_does_not_run_again(worker, app_settings,
+                                                                          tmp_path):
+    # RabbitMQ gives the message back at once, and the sibling receiving it settles it;
+    # on Redis and django:// the parent acknowledges it by its tag (no visibility timeout).
+    record = tmp_path / "failed.txt"
+    result = tasks.die_failed.delay(str(record))
+    kill_first_run(record)
+    with pytest.raises(WorkerLostError, match="signal 9"):
+        result.get(timeout=30)
+    assert [tasks.add.delay(i, 1).get(timeout=30) for i in range(4)] == [1, 2, 3, 4]
+    assert len(record.read_text().split()) == 1
+
+
+def test_under_reject_on_worker_lost_it_runs_again_at_once(worker, app_settings, tmp_path):
+    record = tmp_path / "requeued.txt"
+    result = tasks.die_requeued.delay(str(record))
+    killed = kill_first_run(record)
+    assert result.get(timeout=30) == 2
+    first, second = record.read_text().split()
+    assert int(first) == killed != int(second)

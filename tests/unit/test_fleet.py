@@ -13,7 +13,7 @@ from djtasks import states
 from djtasks.backends.base import ResultMeta
 from djtasks.registry import TaskRegistry
 from djtasks.worker.fleet import control as fleet_control
-from djtasks.worker.fleet.orphans import LostInSibling
+from djtasks.worker.fleet.orphans import ByTag, LostInSibling
 from djtasks.worker.fleet.slots import SLOT_SIZE, LostRequest, RunningSlots
 from djtasks.worker.rate_limits import RateLimits
 from tests.testapp import tasks
@@ -36,9 +36,10 @@ def slots():
 
 
 def test_a_slot_says_what_its_child_runs_until_cleared(slots):
-    slots.write(1, request("a", hard=30))
+    slots.write(1, request("a", hard=30), delivery_tag=41)
     running = slots.read(1)
     assert running.request.message.id == "a"
+    assert running.delivery_tag == 41
     assert running.hard_deadline == pytest.approx(running.started + 30)
     assert slots.busy(1)
     assert not slots.busy(0)
@@ -203,3 +204,16 @@ def test_first_deliveries_and_early_acked_tasks_are_not_looked_at(slots):
     guard = LostInSibling(slots, 0, Store())
     assert guard.before_reserve(request("x"), Message(redelivered=False)) is True
     assert guard.before_reserve(request("x", acks_late=False), Message()) is True
+
+
+def test_the_parent_settles_a_dead_childs_message_by_its_tag():
+    settled = []
+    channel = SimpleNamespace(qos=SimpleNamespace(
+        ack=lambda tag: settled.append(("ack", tag)),
+        reject=lambda tag, requeue: settled.append(("requeue" if requeue else "reject", tag))))
+    acked, requeued = ByTag(lambda: channel, 7), ByTag(lambda: channel, 8)
+    acked.ack()
+    requeued.reject(requeue=True)
+    assert settled == [("ack", 7), ("requeue", 8)]
+    assert acked.acknowledged
+    assert requeued.acknowledged

@@ -56,7 +56,7 @@ class InSlot(Feature):
         self.index = index
 
     def before_start(self, request: Any, message: Any) -> bool:
-        self.slots.write(self.index, request)
+        self.slots.write(self.index, request, getattr(message, "delivery_tag", None))
         return True
 
     def after_start(self, request: Any, message: Any) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from djtasks import states
@@ -76,3 +77,32 @@ class LostInSibling(Feature):
                 if meta.result.get("exc_type") == "TimeLimitExceeded" else None
             return Outcome(lost=WorkerLost(cause="its process died"), timeout=timeout)
         return None
+
+
+#: Brokers that keep a consumer's unacknowledged messages where any client can settle them
+#: by delivery tag (Redis: its unacked hash; django://: the rows). RabbitMQ takes a dead
+#: connection's messages back itself, and the sibling that receives one settles it above.
+SETTLED_BY_TAG = frozenset({"redis", "django"})
+
+
+class ByTag:
+    """The unacknowledged message of a dead child, settled from the parent's channel.
+
+    Without it, Redis and django:// would give the message back only after the visibility
+    timeout; with it, the parent acknowledges, rejects or requeues it as soon as it has
+    recorded the loss, as it does in the pool it feeds itself.
+    """
+
+    acknowledged = False
+
+    def __init__(self, channel: Callable[[], Any], delivery_tag: Any) -> None:
+        self.channel = channel
+        self.delivery_tag = delivery_tag
+
+    def ack(self) -> None:
+        self.channel().qos.ack(self.delivery_tag)
+        self.acknowledged = True
+
+    def reject(self, requeue: bool = False) -> None:
+        self.channel().qos.reject(self.delivery_tag, requeue=requeue)
+        self.acknowledged = True

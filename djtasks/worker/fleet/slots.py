@@ -35,6 +35,7 @@ class Running:
     request: Any  # the Request, or a LostRequest with only its id and name
     started: float
     hard_deadline: float | None
+    delivery_tag: Any = None  # its message's, on the child's channel
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,14 @@ class RunningSlots:
         self._counters.close()
 
     # -- in the child --------------------------------------------------------------
-    def write(self, index: int, request: Any) -> None:
-        """Say that child ``index`` starts ``request`` now."""
+    def write(self, index: int, request: Any, delivery_tag: Any = None) -> None:
+        """Say that child ``index`` starts ``request`` (its message's tag) now."""
         now = time.time()
         hard = TimeLimits.of(request).hard
-        data = pickle.dumps(request, pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((request, delivery_tag), pickle.HIGHEST_PROTOCOL)
         if len(data) > SLOT_SIZE - _HEADER.size:
-            data = pickle.dumps(LostRequest(request.message.id, request.message.task))
+            data = pickle.dumps((LostRequest(request.message.id, request.message.task),
+                                 delivery_tag))
         base = index * SLOT_SIZE
         sequence = self._sequence(index) + 1  # odd: being written
         self._map[base:base + 8] = struct.pack("=Q", sequence)
@@ -102,7 +104,8 @@ class RunningSlots:
                 continue
             if not data:
                 return None
-            return Running(pickle.loads(data), started, deadline or None)  # noqa: S301 - our child wrote it
+            request, tag = pickle.loads(data)  # noqa: S301 - our child wrote it
+            return Running(request, started, deadline or None, tag)
         return None  # a child rewriting its slot this fast is alive and well: nothing to act on
 
     def busy(self, index: int) -> bool:

@@ -52,8 +52,9 @@ GATHER_TIMEOUT = 0.8
 
 #: Forks one child: (index, the child's end of its pipe, descriptors to close) -> never returns.
 SpawnChild = Callable[[int, Connection, list[Any]], NoReturn]
-#: Reports a lost task to the parent's consumer: (the Request, its lost Outcome).
-OnLost = Callable[[Any, Outcome], None]
+#: Reports a lost task to the parent's consumer: (the Request, its lost Outcome, the
+#: delivery tag of its message on the dead child's channel).
+OnLost = Callable[[Any, Outcome, Any], None]
 
 
 @dataclass
@@ -328,7 +329,7 @@ class Fleet(Pool):
             return
         logger.error("Process %s running %s exited: %s", member.pid, _label(running), lost)
         timeout = Timeout(soft=False, limit=member.hard_limit) if member.hard_limit else None
-        self.on_lost(running.request, Outcome(lost=lost, timeout=timeout))
+        self.on_lost(running.request, Outcome(lost=lost, timeout=timeout), running.delivery_tag)
 
     def _fork_missing(self) -> None:
         with self._lock:
