@@ -225,7 +225,9 @@ class App:
 
     @cached_property
     def backend(self) -> ResultBackend:
-        return backend_from_url(self.settings.result_backend)
+        backend = backend_from_url(self.settings.result_backend)
+        backend.apply_settings(self.settings)
+        return backend
 
     @cached_property
     def control(self) -> Control:

@@ -91,6 +91,11 @@ _OPTIONS = (
     Option("result_expires", (int, float), 86400.0,
            "seconds results are kept; the daily djtasks.backend_cleanup task deletes older ones "
            "(None or 0: kept for ever, and the task is not scheduled)", "float", nullable=True),
+    Option("result_synchronous_commit", bool, True,
+           "PostgreSQL: a task's result write waits for its commit to reach the disk; False: "
+           "it does not (synchronous_commit off for that write only), several times faster "
+           "where fsync is slow, and a crash of PostgreSQL itself may lose the results of "
+           "its last moments (never those of chord joins, groups or anything else)", "bool"),
     Option("result_extended", bool, False,
            "also store each task's arguments as JSON (AsyncResult.args and .kwargs); the "
            "name, worker, queue and argument reprs are always stored", "bool"),

@@ -102,6 +102,9 @@ class ResultBackend(ABC):
         """Build the backend that ``result_backend = url`` names."""
         return cls()
 
+    def apply_settings(self, settings: Mapping[str, Any]) -> None:  # noqa: B027 - most read none
+        """Take the settings this backend reads (the app calls it once it built the backend)."""
+
     @abstractmethod
     def store(self, task_id: str, status: str, result: Any = None, *, traceback: str = "",
               info: ExecutionInfo | None = None) -> None:

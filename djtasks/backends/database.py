@@ -9,7 +9,7 @@ Groups, chord counters and revoked ids are stored by the CanvasStore it builds o
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -48,6 +48,8 @@ class DatabaseBackend(CanvasStore):
         self.alias = alias
         self.is_postgres = connections[alias].vendor == "postgresql"
         self.supports_native_wait = self.is_postgres
+        #: False: result upserts commit without waiting for the WAL flush (PostgreSQL).
+        self.synchronous_commit = True
         # psycopg connections are not to be shared by threads waiting at once: one each.
         self._local = threading.local()
 
@@ -55,6 +57,9 @@ class DatabaseBackend(CanvasStore):
     def from_url(cls, url: str) -> DatabaseBackend:
         """``django-db`` is the default database; ``django-db://<alias>`` names another."""
         return cls(urlsplit(url).hostname or "default")
+
+    def apply_settings(self, settings: Mapping[str, Any]) -> None:
+        self.synchronous_commit = bool(settings["result_synchronous_commit"])
 
     def read_routing_rules(self) -> tuple[RouteRule, ...]:
         """The enabled RoutingRule rows, of the database that router.db_for_read names."""
@@ -103,11 +108,15 @@ class DatabaseBackend(CanvasStore):
         connection = connections[self.alias]
         fields = _insert_fields()
         values = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
-        key = (connection.vendor, update, guarded, notify)
+        wait_for_disk = self.synchronous_commit or not notify
+        key = (connection.vendor, update, guarded, notify, wait_for_disk)
         sql = _UPSERT_NOTIFY_SQL.get(key)
         if sql is None:
-            build = upsert_notify_sql if notify else upsert_sql
-            sql = _UPSERT_NOTIFY_SQL[key] = build(connection, fields, update, guarded)
+            if notify:
+                sql = upsert_notify_sql(connection, fields, update, guarded, wait_for_disk)
+            else:
+                sql = upsert_sql(connection, fields, update, guarded)
+            _UPSERT_NOTIFY_SQL[key] = sql
         with connection.cursor() as cursor:
             cursor.execute(sql, [*values, RESULTS_CHANNEL] if notify else values)
 
@@ -199,11 +208,17 @@ def _insert_fields() -> list:
 
 
 def upsert_notify_sql(connection: Any, fields: list, update: tuple[str, ...],
-                      guarded: bool = False) -> str:
-    """``INSERT ... ON CONFLICT (task_id) DO UPDATE ... RETURNING`` feeding ``pg_notify``."""
+                      guarded: bool = False, wait_for_disk: bool = True) -> str:
+    """``INSERT ... ON CONFLICT (task_id) DO UPDATE ... RETURNING`` feeding ``pg_notify``.
+
+    Without ``wait_for_disk`` the statement also sets ``synchronous_commit`` off for its own
+    transaction (``set_config(..., true)`` is SET LOCAL), so its autocommit returns before
+    the WAL reaches the disk. Nothing else of the connection's changes.
+    """
     upsert = upsert_sql(connection, fields, update, guarded)
     key = connection.ops.quote_name(TaskResult._meta.get_field("task_id").column)
-    return f"WITH stored AS ({upsert} RETURNING {key}) SELECT pg_notify(%s, {key}) FROM stored"  # noqa: S608 - names only
+    lazy = "" if wait_for_disk else ", set_config('synchronous_commit', 'off', true)"
+    return f"WITH stored AS ({upsert} RETURNING {key}) SELECT pg_notify(%s, {key}){lazy} FROM stored"  # noqa: S608 - names only
 
 
 def upsert_sql(connection: Any, fields: list, update: tuple[str, ...], guarded: bool = False) -> str:

@@ -7,7 +7,7 @@ import pickle
 import sys
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from djtasks import App, AsyncResult, conf, protocol, states
@@ -430,3 +430,29 @@ def test_a_rejection_write_is_one_statement(app):
 def test_the_id_limit_is_what_the_tables_hold():
     for model in (TaskResult, ParkedMessage, TaskDelivery, DeadLetter):
         assert model._meta.get_field("task_id").max_length == protocol.MAX_ID_LENGTH, model
+
+
+def _synchronous_commit(alias: str) -> str:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
+@pytest.mark.parametrize(("setting", "inside"), [(True, "on"), (False, "off")])
+def test_result_synchronous_commit_off_applies_to_the_result_write_only(setting, inside):
+    app = App(conf.load({"result_backend": "django-db://postgres",
+                         "result_synchronous_commit": setting}, {}))
+    backend = app.backend
+    assert backend.synchronous_commit is setting
+    # Inside a transaction the statement's SET LOCAL shows; in a worker's autocommit it
+    # covers the upsert's own transaction only.
+    with transaction.atomic(using="postgres"):
+        backend.store("t-lazy", states.SUCCESS, 1, info=ExecutionInfo(task_name="tests.x"))
+        assert _synchronous_commit("postgres") == inside
+    assert _synchronous_commit("postgres") == "on"  # the connection's own setting is untouched
+    backend.store("t-lazy-2", states.SUCCESS, 2)
+    try:
+        assert backend.wait("t-lazy-2", timeout=5).result == 2  # stored, and its NOTIFY sent
+    finally:
+        app.close()  # its LISTEN connection
