@@ -28,6 +28,8 @@ class System:
     latency_cap: int | None = None
     # More worker flags of this system (djtasks-children: --consume-in-children).
     flags: tuple[str, ...] = ()
+    # More djtasks settings of its processes, as DJTASKS_* variables.
+    settings: tuple[tuple[str, str], ...] = ()
 
     def supports(self, broker: Broker) -> bool:
         return self.side == "djtasks" or broker.celery_broker is not None
@@ -54,7 +56,7 @@ class System:
         if self.side == "djtasks":
             base.update(DJTASKS_BROKER_URL=broker.djtasks_broker,
                         DJTASKS_RESULT_BACKEND=broker.djtasks_results,
-                        DJTASKS_TASK_DEFAULT_QUEUE=queue)
+                        DJTASKS_TASK_DEFAULT_QUEUE=queue, **dict(self.settings))
         else:
             base.update(BENCH_CELERY_BROKER_URL=broker.celery_broker or "",
                         BENCH_CELERY_RESULT_BACKEND=self.results or broker.celery_results or "")
@@ -66,6 +68,11 @@ SYSTEMS = {
     # Prefork whose children consume from the broker themselves (worker_consume_in_children).
     "djtasks-children": System("djtasks-children", "djtasks, children consuming", "djtasks",
                                flags=("--consume-in-children",)),
+    # And results written without waiting for the disk (result_synchronous_commit = False).
+    "djtasks-children-lazy": System(
+        "djtasks-children-lazy", "djtasks, children consuming, result_synchronous_commit off",
+        "djtasks", flags=("--consume-in-children",),
+        settings=(("DJTASKS_RESULT_SYNCHRONOUS_COMMIT", "false"),)),
     "celery": System("celery", f"Celery {version('celery')}", "celery"),
     # What a Django user of Celery has: results in the bench's PostgreSQL database. Its
     # AsyncResult.get() polls the database every 0.5 s (Celery's default interval).
