@@ -30,7 +30,14 @@ from django.db import connections
 from djtasks.backends.fork_safety import DATABASE_WRITES
 from djtasks.worker.fleet.slots import LostRequest, Running, RunningSlots
 from djtasks.worker.heartbeat import WorkerStats
-from djtasks.worker.pools.base import OnDone, Outcome, Pool, PoolFull, WorkerLost
+from djtasks.worker.pools.base import (
+    OnDone,
+    Outcome,
+    Pool,
+    PoolFull,
+    WorkerLost,
+    check_member_count,
+)
 from djtasks.worker.pools.process import flush_std_streams, reap, send_signal
 from djtasks.worker.pools.timelimits import Timeout
 
@@ -67,7 +74,6 @@ class Member:
     forked: float
     ready: bool = False
     retiring: bool = False  # asked to stop for good (shrink, restart, warm stop)
-    killed_by: int | None = None  # the signal the parent sent it (terminate, hard limit)
     hard_limit: float | None = None  # set when the parent killed it for its hard time limit
     cold: bool = False  # sent SIGQUIT: it reports its own running task
     replies: dict[int, Any] = field(default_factory=dict)
@@ -139,15 +145,13 @@ class Fleet(Pool):
         with self._lock:
             return {"pool": self.name, "limit": self.limit, "consumers": "children",
                     "processes": [member.pid for member in self.members.values()],
-                    "running": sum(1 for index in self.members
-                                   if self.slots.read(index) is not None)}
+                    "running": sum(self.slots.busy(index) for index in self.members)}
 
     def kill_job(self, match: Callable[[Any], bool], sig: int) -> bool:
         with self._lock:
             for index, member in self.members.items():
                 running = self.slots.read(index)
                 if running is not None and _matches(match, running):
-                    member.killed_by = sig
                     send_signal(member.pid, sig)
                     return True
         return False
@@ -163,7 +167,7 @@ class Fleet(Pool):
 
     def grow(self, n: int = 1) -> None:
         """Fork ``n`` more children; each consumes once it has connected."""
-        _check_count(n)
+        check_member_count(n, "processes")
         with self._lock:
             free = [index for index in range(self.slots.count) if index not in self.members]
             if len(free) < n:
@@ -176,7 +180,7 @@ class Fleet(Pool):
 
     def shrink(self, n: int = 1) -> None:
         """Stop ``n`` children warmly, idle ones first (a busy one after its task); one stays."""
-        _check_count(n)
+        check_member_count(n, "processes")
         with self._lock:
             if n > self.limit - 1:
                 raise ValueError(f"pool_shrink: expected at most {self.limit - 1} "
@@ -212,7 +216,7 @@ class Fleet(Pool):
             readable = _readable([asked[index].conn for index in pending], left)
             for index in list(pending):
                 member = asked[index]
-                if member.conn.fileno() in readable or pending[index] in member.replies:
+                if member.conn.fileno() in readable:
                     self._read_replies(member)
                 if pending[index] in member.replies:
                     answers.append(member.replies.pop(pending.pop(index)))
@@ -283,7 +287,6 @@ class Fleet(Pool):
                     member.hard_limit = running.hard_deadline - running.started
                     logger.error("Hard time limit (%gs) exceeded for %s; killing its process %s",
                                  member.hard_limit, _label(running), member.pid)
-                    member.killed_by = signal.SIGKILL
                     send_signal(member.pid, signal.SIGKILL)
             try:
                 reaped, status = os.waitpid(member.pid, os.WNOHANG)
@@ -370,11 +373,6 @@ class Fleet(Pool):
             members = list(self.members.values())
         for member in members:
             self._bury(member, reap(member.pid))
-
-
-def _check_count(n: object) -> None:
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"expected a number of processes of at least 1, got {n!r}")
 
 
 def _readable(conns: list[Connection], timeout: float) -> set[int]:

@@ -231,6 +231,12 @@ class Pool(ABC):
         """Report every job still waiting for a member as never started (a warm stop's first step)."""
 
 
+def check_member_count(n: object, members: str) -> None:
+    """Refuse a pool_grow/pool_shrink count that is not a whole number of at least 1."""
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"expected a number of {members} of at least 1, got {n!r}")
+
+
 class State(enum.Enum):
     """Life of a pool: jobs are accepted only while RUNNING."""
 

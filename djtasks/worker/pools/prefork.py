@@ -55,6 +55,7 @@ from djtasks.worker.pools.base import (
     State,
     Target,
     WorkerLost,
+    check_member_count,
 )
 from djtasks.worker.pools.children import Child, Children, Slot, Waiting, send_job
 from djtasks.worker.pools.process import fork_child, send_signal
@@ -291,8 +292,7 @@ class PreforkPool(Pool):
         self._retire_idle([c for c in every if c.state is not Slot.BUSY])
 
     def _check_resize(self, n: int) -> None:
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"expected a number of processes of at least 1, got {n!r}")
+        check_member_count(n, "processes")
         if threading.get_ident() != self._owner or self._state is not State.RUNNING:
             raise RuntimeError("only the running pool's own thread may resize it")
 

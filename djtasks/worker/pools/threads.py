@@ -22,6 +22,7 @@ from djtasks.worker.pools.base import (
     Target,
     Ticket,
     WorkerLost,
+    check_member_count,
     deliver,
 )
 from djtasks.worker.pools.interrupt import raise_in_thread, run_in_thread_armed
@@ -123,7 +124,7 @@ class ThreadsPool(Pool):
 
     def grow(self, n: int = 1) -> None:
         """Start ``n`` more threads."""
-        _check_count(n)
+        check_member_count(n, "threads")
         with self._cond:
             if self._state is not State.RUNNING:
                 raise RuntimeError(f"expected a running pool, got a {self._state.value} one")
@@ -138,7 +139,7 @@ class ThreadsPool(Pool):
 
     def shrink(self, n: int = 1) -> None:
         """End ``n`` threads, each once it is idle; one stays."""
-        _check_count(n)
+        check_member_count(n, "threads")
         with self._cond:
             if n > self.limit - 1:
                 raise ValueError(f"pool_shrink: expected at most {self.limit - 1} "
@@ -203,7 +204,3 @@ class ThreadsPool(Pool):
                     return
                 self._watcher.wait(self._deadlines.wait_time(now, WATCH_TICK))
 
-
-def _check_count(n: object) -> None:
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"expected a number of threads of at least 1, got {n!r}")
