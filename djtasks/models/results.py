@@ -22,11 +22,12 @@ class TaskResultQuerySet(models.QuerySet["TaskResult"]):
 class TaskResult(models.Model):
     """One row per task id; every state change of the task updates it in place."""
 
-    task_id = models.CharField(_("task id"), max_length=255, unique=True)
-    task_name = models.CharField(_("task name"), max_length=255, blank=True, db_index=True)
-    status = models.CharField(
-        _("state"), max_length=50, default=states.PENDING, choices=STATE_CHOICES, db_index=True
-    )
+    # Unique by a constraint, not unique=True, and no field here has db_index: on PostgreSQL
+    # Django gives each such text column a second, LIKE index as well. Every result write
+    # updates every index of this table; Meta.indexes lists only the ones a query reads.
+    task_id = models.CharField(_("task id"), max_length=255)
+    task_name = models.CharField(_("task name"), max_length=255, blank=True)
+    status = models.CharField(_("state"), max_length=50, default=states.PENDING, choices=STATE_CHOICES)
     # The return value as JSON, or for a failure {"exc_type", "exc_module", "exc_message"}.
     result = models.JSONField(_("result"), null=True, blank=True, encoder=DjangoJSONEncoder)
     traceback = models.TextField(_("traceback"), blank=True)
@@ -41,7 +42,7 @@ class TaskResult(models.Model):
     queue = models.CharField(_("queue"), max_length=255, blank=True)
     parent_id = models.CharField(_("parent id"), max_length=255, blank=True)
     root_id = models.CharField(_("root id"), max_length=255, blank=True)
-    group_id = models.CharField(_("group id"), max_length=255, blank=True, db_index=True)
+    group_id = models.CharField(_("group id"), max_length=255, blank=True)
     task_args = models.TextField(_("arguments"), blank=True)
     task_kwargs = models.TextField(_("keyword arguments"), blank=True)
     # The arguments themselves, stored only with the result_extended setting.
@@ -53,8 +54,7 @@ class TaskResult(models.Model):
     # The task id this one was sent again for from the console ("retry of"; "" for none,
     # Django's way for text); the backend's upserts never name it, so it survives every
     # later state change of the row.
-    retry_of = models.CharField(_("retry of"), max_length=255, blank=True, default="",
-                                db_index=True)
+    retry_of = models.CharField(_("retry of"), max_length=255, blank=True, default="")
 
     objects = TaskResultQuerySet.as_manager()
 
@@ -68,7 +68,17 @@ class TaskResult(models.Model):
             ("terminate_taskresult", _("Can terminate a running task")),
             ("retry_taskresult", _("Can send a task again")),
         ]
+        constraints = [
+            models.UniqueConstraint(fields=["task_id"], name="djtasks_result_task_id_unique"),
+        ]
         indexes = [
+            # A group's results; the tasks sent again from the console as retries of one.
+            models.Index(fields=["group_id"], name="djtasks_result_group"),
+            models.Index(fields=["retry_of"], name="djtasks_result_retry_of"),
+            # The admin's search by task name prefix (LIKE 'name%'; equality and ordering by
+            # name are served by the composite indexes below).
+            models.Index(fields=["task_name"], name="djtasks_result_name_prefix",
+                         opclasses=["varchar_pattern_ops"]),
             # "failures per minute over the last 24 h", "p95 runtime per task".
             models.Index(fields=["status", "date_done"], name="djtasks_result_status_done"),
             models.Index(fields=["task_name", "date_done"], name="djtasks_result_name_done"),
