@@ -20,6 +20,7 @@ from django.utils import timezone
 from djtasks import states
 from djtasks.backends.base import ExecutionInfo, ResultMeta, changed
 from djtasks.backends.canvas_store import CanvasStore
+from djtasks.backends.compiled import CompiledRead
 from djtasks.backends.expiry import delete_expired
 from djtasks.backends.in_lists import in_batches
 from djtasks.backends.listener import NotificationListener
@@ -35,6 +36,10 @@ _ALWAYS_UPDATED = ("status", "result", "traceback", "date_done")
 # The columns of a ResultMeta, in the order of its fields after task_id.
 _META_COLUMNS = ("status", "result", "traceback", "date_done", "task_name", "retries", "worker",
                  "parent_id", "root_id", "group_id", "children", "queue", "args", "kwargs")
+# One result by id: every AsyncResult.get() reads it at least twice (compiled.py says why).
+_META_BY_ID = CompiledRead(
+    lambda task_id: TaskResult.objects.filter(task_id=task_id).order_by().values_list(*_META_COLUMNS)[:1],
+    arity=1)
 
 
 class DatabaseBackend(CanvasStore):
@@ -121,11 +126,8 @@ class DatabaseBackend(CanvasStore):
             cursor.execute(sql, [*values, RESULTS_CHANNEL] if notify else values)
 
     def get_meta(self, task_id: str) -> ResultMeta:
-        row = (TaskResult.objects.using(self.alias)
-               .filter(task_id=task_id)
-               .values_list(*_META_COLUMNS)
-               .first())
-        return ResultMeta(task_id) if row is None else _meta_from_row(task_id, row)
+        rows = _META_BY_ID.rows(self.alias, task_id)
+        return _meta_from_row(task_id, rows[0]) if rows else ResultMeta(task_id)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultMeta]:
         """Read the ids in one query (one per 10,000); the dict follows the order of ``task_ids``."""
@@ -148,7 +150,7 @@ class DatabaseBackend(CanvasStore):
         listener = self.listener()
         return listener.wait_until(
             lambda: self._ready_meta(task_id), timeout=timeout, interval=interval,
-            timeout_message=f"task {task_id} not ready after {timeout} s",
+            timeout_message=f"task {task_id} not ready after {timeout} s", payload=task_id,
         )
 
     def wait_for_change(self, task_id: str, seen: ResultMeta | None, timeout: float | None = None,
@@ -158,6 +160,7 @@ class DatabaseBackend(CanvasStore):
         return self.listener().wait_until(
             lambda: _changed_meta(self.get_meta(task_id), seen), timeout=timeout, interval=interval,
             timeout_message=f"task {task_id} did not change state within {timeout} s",
+            payload=task_id,
         )
 
     def listener(self) -> NotificationListener:

@@ -47,11 +47,16 @@ class NotificationListener:
             self._pid = os.getpid()
         return self._conn
 
-    def wait(self, timeout: float) -> bool:
-        """Sleep until a notification arrives on the channel or ``timeout`` s pass."""
+    def wait(self, timeout: float, payload: str | None = None) -> bool:
+        """Sleep until a notification arrives on the channel or ``timeout`` s pass.
+
+        ``payload``: only a notification that carries it wakes the caller (the others,
+        each a different task's result, are read and passed over).
+        """
         try:
-            for _notify in self.connection().notifies(timeout=timeout, stop_after=1):
-                return True
+            for notify in self.connection().notifies(timeout=timeout):
+                if payload is None or notify.payload == payload:
+                    return True
         except psycopg.OperationalError:
             # The server closed the connection (restart, pg_terminate_backend): listen anew
             # next time; the caller checks again, so no notification is missed for good.
@@ -68,10 +73,11 @@ class NotificationListener:
                 pass
 
     def wait_until(self, check: Callable[[], T | None], *, timeout: float | None,
-                   interval: float = 1.0, timeout_message: str = "") -> T:
+                   interval: float = 1.0, timeout_message: str = "", payload: str | None = None) -> T:
         """Return ``check()``'s first truthy answer; check again whenever notified.
 
         ``interval`` bounds each sleep, so a lost notification costs at most that long.
+        ``payload``: check again only when a notification carries it (wait's argument).
         """
         self.connection()  # LISTEN before the first check, so no notification slips by
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -85,7 +91,7 @@ class NotificationListener:
                 if left <= 0:
                     raise WaitTimeoutError(timeout_message or f"not ready after {timeout} s")
                 pause = min(pause, left)
-            self.wait(pause)
+            self.wait(pause, payload)
 
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():

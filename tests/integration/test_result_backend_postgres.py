@@ -46,18 +46,51 @@ def test_failure_is_stored_and_read_back(backend):
     assert (meta.status, meta.traceback, meta.result["exc_type"]) == (states.FAILURE, "tb", "ValueError")
 
 
-def test_wait_is_woken_by_the_notify(backend):
-    # A 60 s polling interval: only the NOTIFY can end the wait in time.
-    def finish_elsewhere() -> None:
+def wait_while_stored_elsewhere(backend, task_id, results):
+    """Wait for ``task_id`` while another thread stores ``results`` ((id, value) pairs) 0.3 s
+    later. A 60 s polling interval: only a NOTIFY can end the wait in time."""
+    def store_elsewhere() -> None:
         try:
-            DatabaseBackend("postgres").store("id-3", states.SUCCESS, 7)
+            elsewhere = DatabaseBackend("postgres")
+            for stored_id, value in results:
+                elsewhere.store(stored_id, states.SUCCESS, value)
         finally:
             connections["postgres"].close()  # this thread's own connection
 
-    timer = threading.Timer(0.3, finish_elsewhere)
+    timer = threading.Timer(0.3, store_elsewhere)
     timer.start()
     try:
-        meta = backend.wait("id-3", timeout=20, interval=60)
+        return backend.wait(task_id, timeout=20, interval=60)
     finally:
         timer.join()
+
+
+def test_wait_is_woken_by_the_notify(backend):
+    meta = wait_while_stored_elsewhere(backend, "id-3", [("id-3", 7)])
     assert (meta.status, meta.result) == (states.SUCCESS, 7)
+
+
+def test_a_wait_reads_again_only_for_its_own_task(backend, monkeypatch):
+    # Other tasks' results NOTIFY on the same channel; each used to cost the waiter a read.
+    reads = []
+    get_meta = backend.get_meta
+    monkeypatch.setattr(backend, "get_meta", lambda task_id: reads.append(task_id) or get_meta(task_id))
+
+    others = [(f"other-{n}", n) for n in range(20)]
+    meta = wait_while_stored_elsewhere(backend, "id-4", [*others, ("id-4", 4)])
+    assert (meta.status, meta.result) == (states.SUCCESS, 4)
+    assert reads == ["id-4", "id-4"], "read once before the wait and once when its own NOTIFY came"
+
+
+def test_the_compiled_read_returns_what_the_orm_returns(backend):
+    info = ExecutionInfo(task_name="t.add", worker="w1", queue="q", retries=1, parent_id="p",
+                         root_id="r", group_id="g", children=("c1",), args=[1, {"x": "y"}],
+                         kwargs={"k": None},
+                         args_repr="(1,)", kwargs_repr="{}")
+    backend.store("id-5", states.SUCCESS, {"nested": [1.5, "two", None]}, info=info)
+    meta = backend.get_meta("id-5")
+    row = TaskResult.objects.using("postgres").get(task_id="id-5")
+    assert (meta.status, meta.result, meta.date_done, meta.children, meta.args, meta.kwargs) == (
+        row.status, row.result, row.date_done, tuple(row.children), row.args, row.kwargs)
+    assert meta.date_done.tzinfo is not None
+    assert backend.get_meta("no-such-id").status == states.PENDING
