@@ -38,8 +38,7 @@ _META_COLUMNS = ("status", "result", "traceback", "date_done", "task_name", "ret
                  "parent_id", "root_id", "group_id", "children", "queue", "args", "kwargs")
 # One result by id: every AsyncResult.get() reads it at least twice (compiled.py says why).
 _META_BY_ID = CompiledRead(
-    lambda task_id: TaskResult.objects.filter(task_id=task_id).order_by().values_list(*_META_COLUMNS)[:1],
-    arity=1)
+    lambda task_id: TaskResult.objects.filter(task_id=task_id).order_by().values_list(*_META_COLUMNS)[:1])
 
 
 class DatabaseBackend(CanvasStore):
