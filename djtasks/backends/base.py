@@ -172,6 +172,14 @@ class ResultBackend(ABC):
         """
         raise self._unsupported("revoked ids")
 
+    def revocations_changed(self) -> bool | None:
+        """Say, without waiting, whether ids may have been revoked since the last call.
+
+        None: this store cannot tell, so a worker looks by time instead. True the first
+        time, and whenever the signal itself was interrupted (nothing may be missed).
+        """
+        return None
+
     def cleanup(self, before: datetime, now: datetime) -> dict[str, int]:
         """Delete results that finished before ``before`` (``result_expires``); return counts.
 

@@ -31,6 +31,8 @@ from djtasks.backends.in_lists import in_batches
 from djtasks.models import ChordCounter, ChordPart, GroupResult, RevokedTask, TaskResult
 from djtasks.models.columns import column
 
+#: The NOTIFY channel of revocations on PostgreSQL (DatabaseBackend.revocations_changed).
+REVOKED_CHANNEL = "djtasks_revoked"
 # A worker looks for new revocations each time messages arrived, up to 20 times a second.
 _REVOKED = CompiledRead(lambda now: RevokedTask.objects.active(now).values_list("task_id", "date_revoked"),
                         arguments=(datetime,))
@@ -148,12 +150,17 @@ class CanvasStore(ResultBackend):
 
     def revoke(self, task_ids: Sequence[str], expires: datetime | None) -> None:
         now = timezone.now()
-        RevokedTask.objects.using(self.alias).bulk_create(
-            # dict.fromkeys: an id twice in one upsert is an error on PostgreSQL.
-            [RevokedTask(task_id=task_id, date_revoked=now, expires=expires)
-             for task_id in dict.fromkeys(task_ids)],
-            update_conflicts=True, unique_fields=["task_id"], update_fields=["date_revoked", "expires"],
-        )
+        connection = connections[self.alias]
+        with transaction.atomic(using=self.alias):
+            RevokedTask.objects.using(self.alias).bulk_create(
+                # dict.fromkeys: an id twice in one upsert is an error on PostgreSQL.
+                [RevokedTask(task_id=task_id, date_revoked=now, expires=expires)
+                 for task_id in dict.fromkeys(task_ids)],
+                update_conflicts=True, unique_fields=["task_id"], update_fields=["date_revoked", "expires"],
+            )
+            if connection.vendor == "postgresql":  # sent at commit: workers look only then
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_notify(%s, '')", [REVOKED_CHANNEL])
 
     def revoked(self, task_ids: Sequence[str]) -> set[str]:
         if not task_ids:

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from djtasks import states
 from djtasks.backends.base import ExecutionInfo, ResultMeta, changed
-from djtasks.backends.canvas_store import CanvasStore
+from djtasks.backends.canvas_store import REVOKED_CHANNEL, CanvasStore
 from djtasks.backends.compiled import CompiledRead
 from djtasks.backends.expiry import delete_expired
 from djtasks.backends.in_lists import in_batches
@@ -162,6 +162,14 @@ class DatabaseBackend(CanvasStore):
             payload=task_id,
         )
 
+    def revocations_changed(self) -> bool | None:
+        if not self.is_postgres:
+            return None
+        listener = getattr(self._local, "revocations", None)
+        if listener is None:
+            listener = self._local.revocations = NotificationListener(self.alias, REVOKED_CHANNEL)
+        return listener.poll()
+
     def listener(self) -> NotificationListener:
         """Return this process's LISTEN connection on the results channel (made on first use)."""
         listener = getattr(self._local, "listener", None)
@@ -170,10 +178,11 @@ class DatabaseBackend(CanvasStore):
         return listener
 
     def close(self) -> None:
-        listener = getattr(self._local, "listener", None)
-        if listener is not None:
-            listener.close()
-            self._local.listener = None
+        for name in ("listener", "revocations"):
+            listener = getattr(self._local, name, None)
+            if listener is not None:
+                listener.close()
+                setattr(self._local, name, None)
 
     def _ready_meta(self, task_id: str) -> ResultMeta | None:
         meta = self.get_meta(task_id)

@@ -64,6 +64,20 @@ class NotificationListener:
             return True
         return False
 
+    def poll(self) -> bool:
+        """Return whether anything happened on the channel since the last poll, at once.
+
+        True also for a connection just made (what came before it is unknown) and for
+        one that failed (it is made anew at the next poll).
+        """
+        fresh = self._conn is None or self._conn.closed or self._pid != os.getpid()
+        try:
+            arrived = any(True for _ in self.connection().notifies(timeout=0))
+        except psycopg.OperationalError:
+            self._drop()
+            return True
+        return fresh or arrived
+
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

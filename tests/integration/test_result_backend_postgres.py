@@ -5,14 +5,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from djtasks import states
 from djtasks.backends.base import ExecutionInfo, exception_to_dict
 from djtasks.backends.database import DatabaseBackend
 from djtasks.models import TaskResult
-from tests.integration.conftest import BROKERS, DATABASES, require_services
+from tests.integration.conftest import BROKERS, DATABASES, require_services, wait_until
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.django_db(transaction=True, databases=DATABASES)]
@@ -94,3 +94,15 @@ def test_the_compiled_read_returns_what_the_orm_returns(backend):
         row.status, row.result, row.date_done, tuple(row.children), row.args, row.kwargs)
     assert meta.date_done.tzinfo is not None
     assert backend.get_meta("no-such-id").status == states.PENDING
+
+
+def test_a_revoke_signals_workers_at_its_commit(backend):
+    assert backend.revocations_changed() is True, "a new signal: what came before is unknown"
+    assert backend.revocations_changed() is False
+    elsewhere = DatabaseBackend("postgres")
+    with transaction.atomic(using="postgres"):
+        elsewhere.revoke(["r-1", "r-2"], None)
+        assert backend.revocations_changed() is False, "not before the revoke commits"
+    assert wait_until(lambda: backend.revocations_changed(), timeout=5)
+    assert backend.revocations_changed() is False, "one signal per revoke"
+    assert backend.revoked_since(None)[0] >= {"r-1", "r-2"}
