@@ -150,17 +150,22 @@ class CanvasStore(ResultBackend):
 
     def revoke(self, task_ids: Sequence[str], expires: datetime | None) -> None:
         now = timezone.now()
+        # dict.fromkeys: an id twice in one upsert is an error on PostgreSQL.
+        rows = [RevokedTask(task_id=task_id, date_revoked=now, expires=expires)
+                for task_id in dict.fromkeys(task_ids)]
         connection = connections[self.alias]
-        with transaction.atomic(using=self.alias):
-            RevokedTask.objects.using(self.alias).bulk_create(
-                # dict.fromkeys: an id twice in one upsert is an error on PostgreSQL.
-                [RevokedTask(task_id=task_id, date_revoked=now, expires=expires)
-                 for task_id in dict.fromkeys(task_ids)],
-                update_conflicts=True, unique_fields=["task_id"], update_fields=["date_revoked", "expires"],
-            )
-            if connection.vendor == "postgresql":  # sent at commit: workers look only then
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_notify(%s, '')", [REVOKED_CHANNEL])
+        if connection.vendor != "postgresql":
+            self._upsert_revoked(rows)
+            return
+        with transaction.atomic(using=self.alias):  # the NOTIFY goes out at the commit
+            self._upsert_revoked(rows)
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, '')", [REVOKED_CHANNEL])
+
+    def _upsert_revoked(self, rows: list[RevokedTask]) -> None:
+        RevokedTask.objects.using(self.alias).bulk_create(
+            rows, update_conflicts=True, unique_fields=["task_id"],
+            update_fields=["date_revoked", "expires"])
 
     def revoked(self, task_ids: Sequence[str]) -> set[str]:
         if not task_ids:
