@@ -107,8 +107,22 @@ class ResultBackend(ABC):
 
     @abstractmethod
     def store(self, task_id: str, status: str, result: Any = None, *, traceback: str = "",
-              info: ExecutionInfo | None = None) -> None:
-        """Record ``status`` for ``task_id``; ``result`` is JSON-ready data."""
+              info: ExecutionInfo | None = None, confirm: bool = True) -> None:
+        """Record ``status`` for ``task_id``; ``result`` is JSON-ready data.
+
+        ``confirm=False``: the write may return once it has reached the store, before the
+        store said it committed (``confirm_writes`` reads that). A backend that cannot
+        tell the two apart waits as usual.
+        """
+
+    def confirm_writes(self, wait: bool = True) -> None:  # noqa: B027 - most never defer
+        """Read what the writes made with ``confirm=False`` became; ``wait=False``: only
+        the answers that have arrived. A failed one is made again or logged, not raised."""
+
+    @property
+    def unconfirmed_writes(self) -> bool:
+        """Whether a write made with ``confirm=False`` has not been confirmed yet."""
+        return False
 
     def fail_unless_ready(self, task_id: str, error: Any) -> None:
         """Record FAILURE with ``error`` for ``task_id``, unless a ready state is stored.

@@ -8,6 +8,7 @@ Groups, chord counters and revoked ids are stored by the CanvasStore it builds o
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -26,11 +27,15 @@ from djtasks.backends.in_lists import in_batches
 from djtasks.backends.listener import NotificationListener
 from djtasks.backends.outages import retried_write
 from djtasks.backends.routing_rules import read_enabled_rules
+from djtasks.backends.unconfirmed import UnconfirmedWrites
 from djtasks.models import TaskResult
 from djtasks.models.columns import column as column_of
 from djtasks.utils.route_rules import RouteRule
 
 RESULTS_CHANNEL = "djtasks_results"
+#: The longest state a results NOTIFY carries (PostgreSQL refuses payloads over 8,000
+#: bytes; every listening client receives every one, so they stay small).
+NOTIFY_META_BYTES = 1000
 _UPSERT_NOTIFY_SQL: dict[tuple, str] = {}
 _ALWAYS_UPDATED = ("status", "result", "traceback", "date_done")
 # The columns of a ResultMeta, in the order of its fields after task_id.
@@ -70,18 +75,52 @@ class DatabaseBackend(CanvasStore):
         return read_enabled_rules()
 
     def store(self, task_id: str, status: str, result: Any = None, *, traceback: str = "",
-              info: ExecutionInfo | None = None) -> None:
+              info: ExecutionInfo | None = None, confirm: bool = True) -> None:
         # A ready state is final: a RETRY or STARTED stored late (the retried run may finish
         # before the run that sent it has stored RETRY) must not replace it.
-        self._store(task_id, status, result, traceback, info,
-                    guarded=status not in states.READY_STATES)
+        guarded = status not in states.READY_STATES
+        if confirm or not self.is_postgres or connections[self.alias].in_atomic_block:
+            self.confirm_writes()  # in the order they were made
+            self._store(task_id, status, result, traceback, info, guarded)
+            return
+        sql, params = self._upsert(task_id, status, result, traceback, info, guarded)
+        self._unconfirmed().send(sql, params, label=task_id, again=lambda: self._execute(sql, params))
+
+    def confirm_writes(self, wait: bool = True) -> None:
+        writes = getattr(self._local, "unconfirmed", None)
+        if writes is not None:
+            writes.confirm(wait)
+
+    @property
+    def unconfirmed_writes(self) -> bool:
+        writes = getattr(self._local, "unconfirmed", None)
+        return writes is not None and writes.pending
+
+    def _unconfirmed(self) -> UnconfirmedWrites:
+        writes = getattr(self._local, "unconfirmed", None)
+        if writes is None:
+            writes = self._local.unconfirmed = UnconfirmedWrites(self.alias)
+        return writes
 
     def fail_unless_ready(self, task_id: str, error: Any) -> None:
+        self.confirm_writes()
         self._store(task_id, states.FAILURE, error, "", None, guarded=True)  # one statement
 
     @retried_write
     def _store(self, task_id: str, status: str, result: Any, traceback: str,
                info: ExecutionInfo | None, guarded: bool) -> None:
+        sql, params = self._upsert(task_id, status, result, traceback, info, guarded)
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(sql, params)
+
+    @retried_write
+    def _execute(self, sql: str, params: list) -> None:
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(sql, params)
+
+    def _upsert(self, task_id: str, status: str, result: Any, traceback: str,
+                info: ExecutionInfo | None, guarded: bool) -> tuple[str, list]:
+        """Return the one statement that stores this state, and its parameters."""
         now = timezone.now()
         row = TaskResult(task_id=task_id, status=status, result=result, traceback=traceback,
                          date_created=now, date_done=now if status in states.READY_STATES else None)
@@ -105,10 +144,10 @@ class DatabaseBackend(CanvasStore):
         # The hot path of every worker: one autocommit statement, which on PostgreSQL also
         # NOTIFYs the id, instead of BEGIN, upsert, (NOTIFY,) COMMIT as the ORM's
         # bulk_create would send. The SQL is built from the model's own fields, once.
-        self._execute_upsert(row, tuple(update), guarded, notify=self.is_postgres)
+        return self._upsert_statement(row, tuple(update), guarded, notify=self.is_postgres)
 
-    def _execute_upsert(self, row: TaskResult, update: tuple[str, ...], guarded: bool,
-                        notify: bool) -> None:
+    def _upsert_statement(self, row: TaskResult, update: tuple[str, ...], guarded: bool,
+                          notify: bool) -> tuple[str, list]:
         connection = connections[self.alias]
         fields = _insert_fields()
         values = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
@@ -121,8 +160,7 @@ class DatabaseBackend(CanvasStore):
             else:
                 sql = upsert_sql(connection, fields, update, guarded)
             _UPSERT_NOTIFY_SQL[key] = sql
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [*values, RESULTS_CHANNEL] if notify else values)
+        return sql, [*values, RESULTS_CHANNEL] if notify else values
 
     def get_meta(self, task_id: str) -> ResultMeta:
         rows = _META_BY_ID.rows(self.alias, task_id)
@@ -146,10 +184,15 @@ class DatabaseBackend(CanvasStore):
     def wait(self, task_id: str, timeout: float | None = None, interval: float = 0.5) -> ResultMeta:
         if not self.is_postgres:
             return super().wait(task_id, timeout, interval)
-        listener = self.listener()
-        return listener.wait_until(
+
+        def ready_told(payload: str) -> ResultMeta | None:
+            meta = meta_from_payload(task_id, payload)
+            return meta if meta is not None and meta.ready else None
+
+        return self.listener().wait_until(
             lambda: self._ready_meta(task_id), timeout=timeout, interval=interval,
-            timeout_message=f"task {task_id} not ready after {timeout} s", payload=task_id,
+            timeout_message=f"task {task_id} not ready after {timeout} s",
+            wakes=lambda payload: _about(task_id, payload), answer=ready_told,
         )
 
     def wait_for_change(self, task_id: str, seen: ResultMeta | None, timeout: float | None = None,
@@ -159,7 +202,7 @@ class DatabaseBackend(CanvasStore):
         return self.listener().wait_until(
             lambda: _changed_meta(self.get_meta(task_id), seen), timeout=timeout, interval=interval,
             timeout_message=f"task {task_id} did not change state within {timeout} s",
-            payload=task_id,
+            wakes=lambda payload: _about(task_id, payload),
         )
 
     def revocations_changed(self) -> bool | None:
@@ -178,6 +221,10 @@ class DatabaseBackend(CanvasStore):
         return listener
 
     def close(self) -> None:
+        writes = getattr(self._local, "unconfirmed", None)
+        if writes is not None:
+            writes.close()
+            self._local.unconfirmed = None
         for name in ("listener", "revocations"):
             listener = getattr(self._local, name, None)
             if listener is not None:
@@ -204,6 +251,11 @@ def _timings(row: TaskResult, info: ExecutionInfo) -> list[str]:
     return update
 
 
+def _about(task_id: str, payload: str) -> bool:
+    """Whether a results NOTIFY is about ``task_id`` (the others wake other waiters)."""
+    return payload == task_id or meta_from_payload(task_id, payload) is not None
+
+
 def _changed_meta(meta: ResultMeta, seen: ResultMeta | None) -> ResultMeta | None:
     return meta if changed(meta, seen) else None
 
@@ -222,14 +274,43 @@ def upsert_notify_sql(connection: Any, fields: list, update: tuple[str, ...],
                       guarded: bool = False, wait_for_disk: bool = True) -> str:
     """``INSERT ... ON CONFLICT (task_id) DO UPDATE ... RETURNING`` feeding ``pg_notify``.
 
+    The NOTIFY carries the stored state itself (``meta_from_payload`` reads it), so that a
+    waiting ``get()`` needs no query of its own once woken; a state too long for that
+    (over NOTIFY_META_BYTES) carries only the task id, and the waiter reads the row.
+
     Without ``wait_for_disk`` the statement also sets ``synchronous_commit`` off for its own
     transaction (``set_config(..., true)`` is SET LOCAL), so its autocommit returns before
     the WAL reaches the disk. Nothing else of the connection's changes.
     """
+    quote = connection.ops.quote_name
     upsert = upsert_sql(connection, fields, update, guarded)
-    key = connection.ops.quote_name(TaskResult._meta.get_field("task_id").column)
+    key = quote(TaskResult._meta.get_field("task_id").column)
+    returned = ", ".join(quote(column_of(TaskResult, name)) for name in ("task_id", *_META_COLUMNS))
     lazy = "" if wait_for_disk else ", set_config('synchronous_commit', 'off', true)"
-    return f"WITH stored AS ({upsert} RETURNING {key}) SELECT pg_notify(%s, {key}){lazy} FROM stored"  # noqa: S608 - names only
+    return (f"WITH stored AS ({upsert} RETURNING {returned}), "  # noqa: S608 - names only
+            f"told AS (SELECT {key}, json_build_array({returned})::text AS meta FROM stored) "
+            f"SELECT pg_notify(%s, CASE WHEN octet_length(meta) <= {NOTIFY_META_BYTES} "
+            f"THEN meta ELSE {key} END){lazy} FROM told")
+
+
+def meta_from_payload(task_id: str, payload: str) -> ResultMeta | None:
+    """Return the state of ``task_id`` a results NOTIFY carries, or None if it is not that.
+
+    The payload is the task id alone or ``[task_id, *_META_COLUMNS]`` as JSON.
+    """
+    if not payload.startswith("["):
+        return None
+    try:
+        told = json.loads(payload)
+    except ValueError:
+        return None
+    if told[0] != task_id:
+        return None
+    values = dict(zip(_META_COLUMNS, told[1:], strict=True))
+    if values["date_done"] is not None:
+        values["date_done"] = datetime.fromisoformat(values["date_done"])
+    values["children"] = tuple(values["children"] or ())
+    return ResultMeta(task_id, **values)
 
 
 def upsert_sql(connection: Any, fields: list, update: tuple[str, ...], guarded: bool = False) -> str:

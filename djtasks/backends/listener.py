@@ -47,16 +47,17 @@ class NotificationListener:
             self._pid = os.getpid()
         return self._conn
 
-    def wait(self, timeout: float, payload: str | None = None) -> bool:
+    def wait(self, timeout: float, wakes: Callable[[str], bool] | None = None) -> str | bool:
         """Sleep until a notification arrives on the channel or ``timeout`` s pass.
 
-        ``payload``: only a notification that carries it wakes the caller (the others,
-        each a different task's result, are read and passed over).
+        Return the payload of the notification that woke it, True if the connection failed,
+        False after ``timeout``. ``wakes``: only a payload it accepts wakes the caller (the
+        others, each about a different task, are read and passed over).
         """
         try:
             for notify in self.connection().notifies(timeout=timeout):
-                if payload is None or notify.payload == payload:
-                    return True
+                if wakes is None or wakes(notify.payload):
+                    return notify.payload
         except psycopg.OperationalError:
             # The server closed the connection (restart, pg_terminate_backend): listen anew
             # next time; the caller checks again, so no notification is missed for good.
@@ -87,11 +88,14 @@ class NotificationListener:
                 pass
 
     def wait_until(self, check: Callable[[], T | None], *, timeout: float | None,
-                   interval: float = 1.0, timeout_message: str = "", payload: str | None = None) -> T:
+                   interval: float = 1.0, timeout_message: str = "",
+                   wakes: Callable[[str], bool] | None = None,
+                   answer: Callable[[str], T | None] | None = None) -> T:
         """Return ``check()``'s first truthy answer; check again whenever notified.
 
         ``interval`` bounds each sleep, so a lost notification costs at most that long.
-        ``payload``: check again only when a notification carries it (wait's argument).
+        ``wakes``: only the notifications it accepts count (wait's argument). ``answer``:
+        the answer a payload carries itself, if it does; then nothing is checked again.
         """
         self.connection()  # LISTEN before the first check, so no notification slips by
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -105,7 +109,11 @@ class NotificationListener:
                 if left <= 0:
                     raise WaitTimeoutError(timeout_message or f"not ready after {timeout} s")
                 pause = min(pause, left)
-            self.wait(pause, payload)
+            woke = self.wait(pause, wakes)
+            if isinstance(woke, str) and answer is not None:
+                told = answer(woke)
+                if told:
+                    return told
 
     def close(self) -> None:
         if self._conn is not None and self._pid == os.getpid():

@@ -195,6 +195,7 @@ class Consumer:
             message.reject(requeue=True)
 
     def close(self) -> None:
+        self.app.backend.confirm_writes()
         if self.connection is not None:
             self.connection.release()
             self.connection = None
@@ -220,6 +221,8 @@ class Consumer:
         self.reserved.extend(self.eta.due())
         self.process_completions()
         self.dispatch()
+        # A result write sent without waiting (solo pools): read its reply if it came.
+        self.app.backend.confirm_writes(wait=False)
         if self.reserved and self.pool.free_slots() == 0:
             if self.pool.wait_for_free_slot(FULL_WAIT):
                 return
@@ -227,7 +230,7 @@ class Consumer:
         else:
             # While tasks run, come back soon to log and acknowledge them as they finish;
             # while messages are held for their eta, to start them on time.
-            soon = self.active or self.eta.holding
+            soon = self.active or self.eta.holding or self.app.backend.unconfirmed_writes
             timeout = self.rate_limits.wait_time(SHORT_DRAIN if soon else LONG_DRAIN)
         assert self.connection is not None, "the loop runs between connect() and stop_consuming()"
         try:

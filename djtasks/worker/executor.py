@@ -53,8 +53,12 @@ class Report:
 class Executor:
     """Run Requests of one app. A pool calls it in its members (a process, a thread, or inline)."""
 
-    def __init__(self, app: App, manage_connections: bool = True) -> None:
+    def __init__(self, app: App, manage_connections: bool = True,
+                 confirm_results_later: bool = False) -> None:
         self.app = app
+        # Only where tasks run in the consumer's own thread, whose loop confirms the
+        # result writes (backends/unconfirmed.py says why).
+        self.confirm_results_later = confirm_results_later
         # Off only where the caller owns the thread's connection (an in-process test
         # worker runs inside the test's transaction, which this would close).
         self.manage_connections = manage_connections
@@ -90,7 +94,8 @@ class Executor:
         if request.track_started:
             self.app.backend.store(request.message.id, states.STARTED, info=info)
         recorder = ResultRecorder(self.app, self.workflow, task, request,
-                                  replace(info, started=datetime.now(UTC)))
+                                  replace(info, started=datetime.now(UTC)),
+                                  confirm_later=self.confirm_results_later)
         return report_of(task, trace(task, request, recorder))
 
 
@@ -98,8 +103,12 @@ class ResultRecorder(Recorder):
     """Store how an execution ended, and continue its canvas (its callbacks, chain and chord)."""
 
     def __init__(self, app: App, workflow: Workflow, task: Task, request: Request,
-                 info: ExecutionInfo) -> None:
+                 info: ExecutionInfo, confirm_later: bool = False) -> None:
         self.app = app
+        # A chord's join reads the result, and an acks_late message is acknowledged after
+        # it: both need it committed first.
+        self.confirm_later = (confirm_later and request.message.chord is None
+                              and not request.acks_late)
         self.workflow = workflow
         self.task = task
         self.request = request
@@ -150,7 +159,8 @@ class ResultRecorder(Recorder):
         """Store ``value``; if it cannot be stored, store FAILURE and return why."""
         task_id = self.request.message.id
         try:
-            self.app.backend.store(task_id, states.SUCCESS, value, info=info)
+            self.app.backend.store(task_id, states.SUCCESS, value, info=info,
+                                   confirm=not self.confirm_later)
         except (TypeError, ValueError, RecursionError) as exc:
             # Not JSON serializable (or nested too deeply to encode): the task ran, but its
             # caller must learn why there is no result instead of waiting for one forever.

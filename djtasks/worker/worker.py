@@ -80,7 +80,7 @@ class Worker:
         multiplier = max(prefetch_multiplier or settings.worker_prefetch_multiplier, 1)
         self.prefetch_count = (autoscale[0] if autoscale else self.concurrency) * multiplier
         self.stopping = False
-        executor = Executor(app)
+        executor = Executor(app, confirm_results_later=self.pool_name == "solo")
         forks = self.pool_name == "prefork"
         # max_tasks_per_child and max_memory_per_child (KiB): given, else the settings.
         self.recycling = {key: recycling.pop(key, None) or settings[f"worker_{key}"]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
+import psycopg
 import pytest
 from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from djtasks import states
 from djtasks.backends.base import ExecutionInfo, exception_to_dict
-from djtasks.backends.database import DatabaseBackend
+from djtasks.backends.database import NOTIFY_META_BYTES, DatabaseBackend
+from djtasks.backends.listener import connection_params
 from djtasks.models import TaskResult
 from tests.integration.conftest import BROKERS, DATABASES, require_services, wait_until
 
@@ -70,16 +73,28 @@ def test_wait_is_woken_by_the_notify(backend):
     assert (meta.status, meta.result) == (states.SUCCESS, 7)
 
 
-def test_a_wait_reads_again_only_for_its_own_task(backend, monkeypatch):
-    # Other tasks' results NOTIFY on the same channel; each used to cost the waiter a read.
-    reads = []
+@pytest.fixture
+def reads(backend, monkeypatch):
+    """The task ids ``backend`` reads a row of."""
+    seen = []
     get_meta = backend.get_meta
-    monkeypatch.setattr(backend, "get_meta", lambda task_id: reads.append(task_id) or get_meta(task_id))
+    monkeypatch.setattr(backend, "get_meta", lambda task_id: seen.append(task_id) or get_meta(task_id))
+    return seen
 
+
+def test_the_notify_carries_the_state_and_other_tasks_do_not_wake_the_waiter(backend, reads):
+    # Other tasks' results NOTIFY on the same channel; each used to cost the waiter a read.
     others = [(f"other-{n}", n) for n in range(20)]
-    meta = wait_while_stored_elsewhere(backend, "id-4", [*others, ("id-4", 4)])
-    assert (meta.status, meta.result) == (states.SUCCESS, 4)
-    assert reads == ["id-4", "id-4"], "read once before the wait and once when its own NOTIFY came"
+    meta = wait_while_stored_elsewhere(backend, "id-4", [*others, ("id-4", {"four": [4]})])
+    assert reads == ["id-4"], "read once before the wait; the NOTIFY told the rest"
+    assert meta == backend.get_meta("id-4"), "what the NOTIFY told is what the row holds"
+
+
+def test_a_state_too_long_for_the_notify_is_read_from_the_row(backend, reads):
+    long = "x" * (NOTIFY_META_BYTES + 1)
+    meta = wait_while_stored_elsewhere(backend, "id-6", [("id-6", long)])
+    assert meta.result == long
+    assert reads == ["id-6", "id-6"], "the NOTIFY carried the id only: the row is read again"
 
 
 def test_the_compiled_read_returns_what_the_orm_returns(backend):
@@ -106,3 +121,63 @@ def test_a_revoke_signals_workers_at_its_commit(backend):
     assert wait_until(lambda: backend.revocations_changed(), timeout=5)
     assert backend.revocations_changed() is False, "one signal per revoke"
     assert backend.revoked_since(None)[0] >= {"r-1", "r-2"}
+
+
+# -- writes confirmed later (a solo worker's results) ---------------------------------------
+
+
+def test_an_unconfirmed_write_is_committed_and_wakes_the_waiter(backend):
+    writer = DatabaseBackend("postgres")
+    try:
+        writer.store("id-u1", states.SUCCESS, 1, confirm=False)
+        assert writer.unconfirmed_writes
+        meta = backend.wait("id-u1", timeout=10, interval=60)  # the NOTIFY, not the confirm
+        assert (meta.status, meta.result) == (states.SUCCESS, 1)
+        writer.store("id-u2", states.SUCCESS, 2, confirm=False)  # confirms id-u1 first
+        writer.confirm_writes()
+        assert not writer.unconfirmed_writes
+        assert backend.get_meta("id-u2").result == 2
+    finally:
+        writer.close()
+
+
+def test_a_process_killed_right_after_an_unconfirmed_write_loses_nothing(backend):
+    pid = os.fork()
+    if pid == 0:  # the child: store, then die at once, as kill -9 would have it
+        try:
+            connections["postgres"].connection = None  # the parent's socket is not ours
+            DatabaseBackend("postgres").store("id-u3", states.SUCCESS, 3, confirm=False)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert wait_until(lambda: backend.get_meta("id-u3").status == states.SUCCESS, timeout=10)
+
+
+def test_a_failed_unconfirmed_write_is_made_again_through_django(backend, caplog):
+    backend.store("id-u4", states.STARTED)
+    locker = psycopg.connect(**connection_params("postgres"))
+    killer = psycopg.connect(**connection_params("postgres"), autocommit=True)
+    writer = DatabaseBackend("postgres")
+    try:
+        locker.execute("SELECT 1 FROM djtasks_taskresult WHERE task_id = 'id-u4' FOR UPDATE")
+        writer.store("id-u4", states.SUCCESS, 4, confirm=False)  # waits for the row lock
+        writer_pid = writer._local.unconfirmed._conn.info.backend_pid
+        waiting = "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s"
+        assert wait_until(lambda: killer.execute(waiting, [writer_pid]).fetchone()[0], timeout=10)
+        killer.execute("SELECT pg_terminate_backend(%s)", [writer_pid])  # its statement never commits
+        locker.commit()
+        writer.confirm_writes()
+    finally:
+        writer.close()
+        locker.close()
+        killer.close()
+    assert "Result of id-u4" in caplog.text
+    assert "writing it again" in caplog.text
+    assert (backend.get_meta("id-u4").status, backend.get_meta("id-u4").result) == (states.SUCCESS, 4)
+
+
+def test_inside_a_transaction_a_write_is_confirmed_at_once(backend):
+    with transaction.atomic(using="postgres"):
+        backend.store("id-u5", states.SUCCESS, 5, confirm=False)
+        assert not backend.unconfirmed_writes, "part of the caller's transaction, as before"
+    assert backend.get_meta("id-u5").result == 5

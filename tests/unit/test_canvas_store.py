@@ -373,7 +373,7 @@ def test_get_many_reads_every_id_in_one_query(backend, django_assert_num_queries
 class MinimalBackend(ResultBackend):
     """Only what a backend must implement: the canvas methods keep their defaults."""
 
-    def store(self, task_id, status, result=None, *, traceback="", info=None):
+    def store(self, task_id, status, result=None, *, traceback="", info=None, confirm=True):
         pass
 
     def get_meta(self, task_id):
