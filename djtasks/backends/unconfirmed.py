@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
+from django.db import connections
 from psycopg import ClientCursor, pq
 
 from djtasks.backends.listener import connection_params
@@ -109,8 +110,10 @@ class UnconfirmedWrites:
         if self._conn is not None and (self._pid != os.getpid() or self._conn.closed):
             self._conn = None  # after fork the parent's socket is not ours
         if self._conn is None:
-            self._conn = psycopg.connect(**connection_params(self.alias), autocommit=True)
-            self._pid = os.getpid()
+            conn = psycopg.connect(**connection_params(self.alias), autocommit=True)
+            # Django's session time zone, which a naive datetime (USE_TZ = False) is read in.
+            conn.execute("SELECT set_config('TimeZone', %s, false)", [connections[self.alias].timezone_name])
+            self._conn, self._pid = conn, os.getpid()
         return self._conn
 
     def _flush(self, pgconn: pq.abc.PGconn) -> None:
