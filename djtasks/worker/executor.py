@@ -56,8 +56,8 @@ class Executor:
     def __init__(self, app: App, manage_connections: bool = True,
                  confirm_results_later: bool = False) -> None:
         self.app = app
-        # Only where tasks run in the consumer's own thread, whose loop confirms the
-        # result writes (backends/unconfirmed.py says why).
+        # Only where the pool member's loop confirms the result writes: the consumer's own
+        # thread, or a prefork child that calls idle() (backends/unconfirmed.py says why).
         self.confirm_results_later = confirm_results_later
         # Off only where the caller owns the thread's connection (an in-process test
         # worker runs inside the test's transaction, which this would close).
@@ -78,6 +78,11 @@ class Executor:
                 connection.connection = None
         _inherited_from_parent.extend(self.app.forget_connections())
         signals.worker_process_init.send_robust(sender=None)
+
+    def idle(self) -> None:
+        """Called by a pool process before it waits for its next job: confirm the last
+        result write, so that a failed one is made again now, not at the next task."""
+        self.app.backend.confirm_writes()
 
     def __call__(self, request: Request) -> Report:
         if not self.manage_connections:

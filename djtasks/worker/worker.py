@@ -80,7 +80,9 @@ class Worker:
         multiplier = max(prefetch_multiplier or settings.worker_prefetch_multiplier, 1)
         self.prefetch_count = (autoscale[0] if autoscale else self.concurrency) * multiplier
         self.stopping = False
-        executor = Executor(app, confirm_results_later=self.pool_name == "solo")
+        # Where a pool member's loop confirms the writes: the solo pool's is the consumer's,
+        # a prefork child's calls Executor.idle (the threads pool's has no such point).
+        executor = Executor(app, confirm_results_later=self.pool_name in ("solo", "prefork"))
         forks = self.pool_name == "prefork"
         # max_tasks_per_child and max_memory_per_child (KiB): given, else the settings.
         self.recycling = {key: recycling.pop(key, None) or settings[f"worker_{key}"]

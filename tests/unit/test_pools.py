@@ -7,6 +7,7 @@ import faulthandler
 import functools
 import logging
 import os
+import pickle
 import resource
 import signal
 import threading
@@ -14,6 +15,7 @@ import time
 import warnings
 from collections import Counter
 from dataclasses import dataclass
+from multiprocessing import Pipe
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from djtasks.worker.pools import (
     get_pool_class,
     prefork,
 )
+from djtasks.worker.pools import process as process_pool
 
 WAIT = 10.0  # seconds a wait-until may take before the test fails instead of hanging
 ALL_POOLS = sorted(POOLS)
@@ -711,3 +714,27 @@ def test_on_start_hears_of_a_waiting_job_when_a_child_takes_it(make_pool, gates)
     gates.open("a")
     assert done.outcome(second).value == "b"
     assert taken == [second]
+
+
+def test_a_pool_process_calls_its_targets_idle_hook_only_with_no_job_waiting():
+    # The executor reads the reply of its last result write there (backends/unconfirmed.py).
+    calls = []
+
+    class Target:
+        def __call__(self, job):
+            calls.append(("run", job))
+            return job
+
+        def idle(self):
+            calls.append(("idle", None))
+
+    parent, child = Pipe()
+    parent.send_bytes(pickle.dumps(1))
+    parent.send_bytes(pickle.dumps(2))  # waiting already when job 1 is done: no idle between
+    serving = threading.Thread(target=process_pool._serve, args=(child, Target()))
+    serving.start()
+    assert [pickle.loads(parent.recv_bytes())[0] for _ in range(2)] == ["done", "done"]
+    assert wait_until(lambda: calls[-1:] == [("idle", None)]), "idle before waiting for a job"
+    parent.close()
+    serving.join(timeout=WAIT)
+    assert calls == [("run", 1), ("run", 2), ("idle", None), ("idle", None)], "and once more at the end"

@@ -11,6 +11,7 @@ which raises SoftTimeLimitExceeded inside the job; the hard limit is the parent'
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pickle
 import resource
@@ -27,6 +28,8 @@ from django.db import connections
 from djtasks.backends.fork_safety import DATABASE_WRITES
 from djtasks.worker.pools.base import Outcome, Target, TargetFailure
 from djtasks.worker.pools.interrupt import install_soft_limit_handler, run_armed
+
+logger = logging.getLogger("djtasks.worker.pools")
 
 EXIT_GRACE = 5.0  # a child whose pipe closed gets this long to exit before SIGKILL
 
@@ -162,13 +165,28 @@ def _initialize(conn: Connection, on_process_init: Callable[[], None] | None) ->
 
 
 def _serve(conn: Connection, target: Target) -> None:
+    # A target may have work left over from its last job that it must finish before this
+    # process sits idle (the executor: reading the reply of a result write it did not wait
+    # for). It gets the chance only when no next job is waiting already.
+    idle = getattr(target, "idle", None)
     while True:
         try:
+            if idle is not None and not conn.poll():
+                _call_quietly(idle)
             data = conn.recv_bytes()
         except EOFError:  # the parent closed our pipe (warm stop) or died
+            if idle is not None:
+                _call_quietly(idle)
             return
         conn.send_bytes(_dump_outcome(_run(target, data), resident_kib()))
         flush_std_streams()
+
+
+def _call_quietly(hook: Callable[[], object]) -> None:
+    try:
+        hook()
+    except Exception:  # the hook's own failure must not end this pool process
+        logger.exception("A pool process's idle hook failed")
 
 
 def _run(target: Target, data: bytes) -> Outcome:
