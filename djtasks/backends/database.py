@@ -19,15 +19,16 @@ from django.db import connections
 from django.utils import timezone
 
 from djtasks import states
-from djtasks.backends.base import ExecutionInfo, ResultMeta, changed
+from djtasks.backends.base import ExecutionInfo, ResultMeta, changed, exception_to_dict
 from djtasks.backends.canvas_store import REVOKED_CHANNEL, CanvasStore
 from djtasks.backends.compiled import CompiledRead
 from djtasks.backends.expiry import delete_expired
 from djtasks.backends.in_lists import in_batches
 from djtasks.backends.listener import NotificationListener
-from djtasks.backends.outages import retried_write
+from djtasks.backends.outages import describe, retried_write
 from djtasks.backends.routing_rules import read_enabled_rules
 from djtasks.backends.unconfirmed import UnconfirmedWrites
+from djtasks.exceptions import DjtasksError
 from djtasks.models import TaskResult
 from djtasks.models.columns import column as column_of
 from djtasks.utils.route_rules import RouteRule
@@ -84,7 +85,13 @@ class DatabaseBackend(CanvasStore):
             self._store(task_id, status, result, traceback, info, guarded)
             return
         sql, params = self._upsert(task_id, status, result, traceback, info, guarded)
-        self._unconfirmed().send(sql, params, label=task_id, again=lambda: self._execute(sql, params))
+
+        def unrecorded(error: Exception) -> None:
+            failure = DjtasksError(f"the worker could not run or record the task: {describe(error)}")
+            self._store(task_id, states.FAILURE, exception_to_dict(failure), "", info, False)
+
+        self._unconfirmed().send(sql, params, label=task_id, again=lambda: self._execute(sql, params),
+                                 unrecorded=unrecorded)
 
     def confirm_writes(self, wait: bool = True) -> None:
         writes = getattr(self._local, "unconfirmed", None)

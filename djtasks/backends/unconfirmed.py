@@ -14,7 +14,8 @@ returns, and PostgreSQL executes and commits an autocommit statement it received
 the sender is killed a moment later. The NOTIFY that wakes ``AsyncResult.get()`` goes out
 at that commit, as before. A reply that is an error, or a connection that broke before
 the reply came, is not dropped: the write is made again through Django's connection, with
-the retries every result write has, and only if that fails too is it logged as lost.
+the retries every result write has. If that fails too, the task's FAILURE is stored in
+its place (as when the process that ran it could not record it), and logged.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ SOCKET_WAIT = 30.0
 class _Sent:
     label: str  # the task id, for the log
     again: Callable[[], None]  # the same write, made through Django's connection
+    unrecorded: Callable[[Exception], None]  # what is stored instead if that fails too
 
 
 class UnconfirmedWrites:
@@ -58,8 +60,14 @@ class UnconfirmedWrites:
     def pending(self) -> bool:
         return self._sent is not None and self._pid == os.getpid()
 
-    def send(self, sql: str, params: list, *, label: str, again: Callable[[], None]) -> None:
-        """Send ``sql`` with ``params`` and return before its reply; ``again`` is the fallback."""
+    def send(self, sql: str, params: list, *, label: str, again: Callable[[], None],
+             unrecorded: Callable[[Exception], None]) -> None:
+        """Send ``sql`` with ``params`` and return before its reply.
+
+        ``again`` is the fallback, called when the reply is an error; ``unrecorded(error)``
+        when that fails as well (a value the server refuses, such as a NUL in JSON), so
+        that the task's caller learns of it instead of waiting for ever.
+        """
         self.confirm()
         try:
             conn = self._connection()
@@ -72,7 +80,7 @@ class UnconfirmedWrites:
             self._drop()
             again()
             return
-        self._sent = _Sent(label, again)
+        self._sent = _Sent(label, again, unrecorded)
 
     def confirm(self, wait: bool = True) -> None:
         """Read the reply of the statement in flight; ``wait=False``: only if it has come."""
@@ -99,8 +107,12 @@ class UnconfirmedWrites:
         logger.warning("Result of %s: %s; writing it again", sent.label, error)
         try:
             sent.again()
-        except Exception:
-            logger.exception("The result of task %s could not be stored", sent.label)
+        except Exception as exc:
+            logger.error("The result of task %s could not be stored: %s", sent.label, describe(exc))
+            try:
+                sent.unrecorded(exc)
+            except Exception:
+                logger.exception("Nor could its failure be stored: task %s has no result", sent.label)
 
     def close(self) -> None:
         self.confirm()

@@ -181,3 +181,18 @@ def test_inside_a_transaction_a_write_is_confirmed_at_once(backend):
         backend.store("id-u5", states.SUCCESS, 5, confirm=False)
         assert not backend.unconfirmed_writes, "part of the caller's transaction, as before"
     assert backend.get_meta("id-u5").result == 5
+
+
+def test_a_value_the_server_refuses_stores_the_failure_instead(backend, caplog):
+    # PostgreSQL refuses a NUL in jsonb: the reply is an error, and so is the write again.
+    writer = DatabaseBackend("postgres")
+    try:
+        writer.store("id-u6", states.SUCCESS, "a\x00b", confirm=False)
+        writer.confirm_writes()
+    finally:
+        writer.close()
+    meta = backend.get_meta("id-u6")
+    assert meta.status == states.FAILURE
+    assert meta.result["exc_message"] == [
+        "the worker could not run or record the task: DataError: unsupported Unicode escape sequence"]
+    assert "could not be stored" in caplog.text
