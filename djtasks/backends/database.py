@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
 from django.db import connections
@@ -33,6 +34,7 @@ from djtasks.models import TaskResult
 from djtasks.models.columns import column as column_of
 from djtasks.utils.route_rules import RouteRule
 
+T = TypeVar("T")
 RESULTS_CHANNEL = "djtasks_results"
 #: The longest state a results NOTIFY carries (PostgreSQL refuses payloads over 8,000
 #: bytes; every listening client receives every one, so they stay small).
@@ -104,21 +106,23 @@ class DatabaseBackend(CanvasStore):
         return writes is not None and writes.pending
 
     def _unconfirmed(self) -> UnconfirmedWrites:
-        writes = getattr(self._local, "unconfirmed", None)
-        if writes is None:
-            writes = self._local.unconfirmed = UnconfirmedWrites(self.alias)
-        return writes
+        return self._own("unconfirmed", lambda: UnconfirmedWrites(self.alias))
+
+    def _own(self, name: str, make: Callable[[], T]) -> T:
+        """This thread's ``name`` helper (a connection of its own), made on first use."""
+        helper = getattr(self._local, name, None)
+        if helper is None:
+            helper = make()
+            setattr(self._local, name, helper)
+        return helper
 
     def fail_unless_ready(self, task_id: str, error: Any) -> None:
         self.confirm_writes()
         self._store(task_id, states.FAILURE, error, "", None, guarded=True)  # one statement
 
-    @retried_write
     def _store(self, task_id: str, status: str, result: Any, traceback: str,
                info: ExecutionInfo | None, guarded: bool) -> None:
-        sql, params = self._upsert(task_id, status, result, traceback, info, guarded)
-        with connections[self.alias].cursor() as cursor:
-            cursor.execute(sql, params)
+        self._execute(*self._upsert(task_id, status, result, traceback, info, guarded))
 
     @retried_write
     def _execute(self, sql: str, params: list) -> None:
@@ -215,27 +219,17 @@ class DatabaseBackend(CanvasStore):
     def revocations_changed(self) -> bool | None:
         if not self.is_postgres:
             return None
-        listener = getattr(self._local, "revocations", None)
-        if listener is None:
-            listener = self._local.revocations = NotificationListener(self.alias, REVOKED_CHANNEL)
-        return listener.poll()
+        return self._own("revocations", lambda: NotificationListener(self.alias, REVOKED_CHANNEL)).poll()
 
     def listener(self) -> NotificationListener:
         """Return this process's LISTEN connection on the results channel (made on first use)."""
-        listener = getattr(self._local, "listener", None)
-        if listener is None:
-            listener = self._local.listener = NotificationListener(self.alias, RESULTS_CHANNEL)
-        return listener
+        return self._own("listener", lambda: NotificationListener(self.alias, RESULTS_CHANNEL))
 
     def close(self) -> None:
-        writes = getattr(self._local, "unconfirmed", None)
-        if writes is not None:
-            writes.close()
-            self._local.unconfirmed = None
-        for name in ("listener", "revocations"):
-            listener = getattr(self._local, name, None)
-            if listener is not None:
-                listener.close()
+        for name in ("unconfirmed", "listener", "revocations"):  # writes first: they confirm
+            helper = getattr(self._local, name, None)
+            if helper is not None:
+                helper.close()
                 setattr(self._local, name, None)
 
     def _ready_meta(self, task_id: str) -> ResultMeta | None:
@@ -313,11 +307,11 @@ def meta_from_payload(task_id: str, payload: str) -> ResultMeta | None:
         return None
     if told[0] != task_id:
         return None
-    values = dict(zip(_META_COLUMNS, told[1:], strict=True))
-    if values["date_done"] is not None:
-        values["date_done"] = datetime.fromisoformat(values["date_done"])
-    values["children"] = tuple(values["children"] or ())
-    return ResultMeta(task_id, **values)
+    meta = _meta_from_row(task_id, told[1:])
+    if meta.date_done is None:
+        return meta
+    # JSON has the date as text.
+    return replace(meta, date_done=datetime.fromisoformat(str(meta.date_done)))
 
 
 def upsert_sql(connection: Any, fields: list, update: tuple[str, ...], guarded: bool = False) -> str:
