@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 #: Seconds per unit; Celery reads the unit's first letter, so its longer spellings work too.
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -37,6 +38,16 @@ def parse_rate(value: object) -> float | None:
     if per_second < 0:
         raise ValueError(f"rate_limit: expected a rate of at least 0, got {value!r}")
     return per_second or None
+
+
+class Bucket(Protocol):
+    """What a rate-limit gate takes tokens from: a TokenBucket, or one shared by processes."""
+
+    rate: float
+
+    def take(self) -> bool: ...
+
+    def wait_time(self) -> float: ...
 
 
 class TokenBucket:

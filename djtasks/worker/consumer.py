@@ -30,6 +30,7 @@ from djtasks.exceptions import DjtasksError, NotRegistered, OperationalError, Pr
 from djtasks.models import DeadLetter
 from djtasks.task import Request
 from djtasks.utils.log import loggable
+from djtasks.utils.rates import Bucket
 from djtasks.worker import features
 from djtasks.worker.deliveries import DeliveryLimit
 from djtasks.worker.eta import EtaGate
@@ -57,7 +58,8 @@ class Consumer:
     def __init__(self, app: App, pool: Pool, queues: Sequence[str], hostname: str,  # noqa: PLR0913 - the parts a consumer is made of
                  prefetch_count: int, events: TaskEvents | None = None,
                  extra_features: Sequence[features.Feature] = (), *,
-                 consume_tasks: bool = True, rate_share: float = 1.0) -> None:
+                 consume_tasks: bool = True,
+                 rate_buckets: Callable[[str, float], Bucket] | None = None) -> None:
         self.app = app
         self.pool = pool
         self.queue_names = list(queues)
@@ -87,8 +89,9 @@ class Consumer:
         self.request_class = features.RequestClass(app)
         self.eta = EtaGate([app.router.queue(name) for name in self.queue_names])
         self.deliveries = DeliveryLimit(app, hostname, self.workflow, lambda: self.eta.queues)
-        # A fleet's child takes its share of each rate: the children consume side by side.
-        self.rate_limits = RateLimits(app.tasks, pool, on_held=self._widen_window, share=rate_share)
+        # A fleet's children consume side by side and take from one bucket per task.
+        self.rate_limits = RateLimits(app.tasks, pool, on_held=self._widen_window,
+                                      make_bucket=rate_buckets)
         #: Task events (off unless the worker gives its sender) and the heartbeat's counters.
         self.events = events or TaskEvents(EventSender(app.connection, hostname, task_events=False,
                                                        worker_events=False))

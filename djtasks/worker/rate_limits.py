@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from djtasks.registry import TaskRegistry
-from djtasks.utils.rates import TokenBucket, parse_rate
+from djtasks.utils.rates import Bucket, TokenBucket, parse_rate
 from djtasks.worker.pools.base import Pool
 
 logger = logging.getLogger("djtasks.worker")
@@ -33,13 +33,15 @@ class RateLimits:
     """The rate-limit gate between a worker's reserved messages and its pool."""
 
     def __init__(self, tasks: TaskRegistry, pool: Pool, on_held: Callable[[int], None],
-                 clock: Callable[[], float] = time.monotonic, share: float = 1.0) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 make_bucket: Callable[[str, float], Bucket] | None = None) -> None:
         self.tasks = tasks
-        self.share = share  # of each rate, this gate's: 1/N in each of a fleet's N children
         self.pool = pool
         self.on_held = on_held
         self.clock = clock
-        self._buckets: dict[str, TokenBucket | None] = {}
+        # A bucket of this worker's own, or (a fleet's child) one its siblings take from too.
+        self.make_bucket = make_bucket or (lambda name, rate: TokenBucket(rate, clock=clock))
+        self._buckets: dict[str, Bucket | None] = {}
         self._held: dict[str, deque[Held]] = {}
         self._passes: set[int] = set()  # id() of released requests: their token is taken
 
@@ -47,15 +49,14 @@ class RateLimits:
     def set_rate(self, name: str, rate: object) -> None:
         """Set task ``name``'s limit on this worker (None or 0: none); ValueError if bad."""
         per_second = parse_rate(rate)
-        self._buckets[name] = TokenBucket(per_second * self.share, clock=self.clock) \
-            if per_second else None
+        self._buckets[name] = self.make_bucket(name, per_second) if per_second else None
 
     def rate_of(self, name: str) -> float | None:
         """Return task ``name``'s limit in tasks per second on this worker (None: none)."""
         bucket = self._bucket(name)
-        return bucket.rate / self.share if bucket is not None else None
+        return bucket.rate if bucket is not None else None
 
-    def _bucket(self, name: str) -> TokenBucket | None:
+    def _bucket(self, name: str) -> Bucket | None:
         if name not in self._buckets:
             task = self.tasks.get(name)
             try:

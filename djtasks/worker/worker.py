@@ -31,6 +31,7 @@ from djtasks.backends.sqlite import prepare_sqlite
 from djtasks.beat.service import BeatThread, load_scheduler
 from djtasks.exceptions import DatabaseUnavailable
 from djtasks.transport.aliases import broker_alias
+from djtasks.utils.rates import Bucket
 from djtasks.worker.autoscale import Autoscaler
 from djtasks.worker.banner import banner
 from djtasks.worker.capabilities import unmet_wishes
@@ -43,6 +44,7 @@ from djtasks.worker.fleet import control as fleet_control
 from djtasks.worker.fleet.child import run_child
 from djtasks.worker.fleet.clock import SharedClock
 from djtasks.worker.fleet.orphans import SETTLED_BY_TAG, ByTag
+from djtasks.worker.fleet.rates import SharedBuckets
 from djtasks.worker.fleet.supervisor import Fleet
 from djtasks.worker.heartbeat import Heartbeat, WorkerInfo
 from djtasks.worker.pools import POOLS, Outcome, Pool
@@ -64,7 +66,8 @@ class Worker:
                  beat: bool = False, autoscale: tuple[int, int] | None = None,
                  task_events: bool | None = None, consume_in_children: bool | None = None,
                  remote_control: bool = True, extra_features: Sequence[Feature] = (),
-                 rate_share: float = 1.0, **recycling: int | None) -> None:
+                 rate_buckets: Callable[[str, float], Bucket] | None = None,
+                 **recycling: int | None) -> None:
         settings = app.settings
         self.app = app
         self.queues = list(queues or [settings.task_default_queue])
@@ -110,7 +113,7 @@ class Worker:
             self.events.clock = SharedClock()
         self.consumer = Consumer(app, self.pool, self.queues, self.hostname, self.prefetch_count,
                                  events=TaskEvents(self.events), extra_features=extra_features,
-                                 consume_tasks=self.fleet is None, rate_share=rate_share)
+                                 consume_tasks=self.fleet is None, rate_buckets=rate_buckets)
         self.consumer.prefetch_multiplier = multiplier
         if self.fleet is not None:
             self.fleet.stats = self.consumer.stats  # what the heartbeat reports: the children's
@@ -232,7 +235,8 @@ class Worker:
         on_table = broker_alias(self.app.settings.broker_url) is not None
         self._child_options: dict[str, Any] = {
             "hostname": self.hostname, "prefetch_multiplier": 1 if on_table else multiplier,
-            "task_events": task_events, "rate_share": 1 / self.concurrency}
+            "task_events": task_events,
+            "rate_buckets": SharedBuckets(self.concurrency).bucket}
         return self.fleet
 
     def _run_child(self, index: int, conn: Connection, inherited: list[Any]) -> NoReturn:

@@ -169,7 +169,7 @@ def test_inspect_answers_in_celerys_shapes(workers, names, broker, app_settings,
     pool = stats["pool"]
     assert pool["max-concurrency"] == 2
     assert len(pool["processes"]) == 2
-    assert pool["implementation"].endswith(":PreforkPool")
+    assert pool["implementation"].endswith((":PreforkPool", ":Fleet"))  # fed, or consuming children
     assert pool["max-tasks-per-child"] == "N/A"
     assert stats["prefetch_count"] == 8
     assert "password" not in stats["broker"]

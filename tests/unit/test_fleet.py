@@ -14,6 +14,7 @@ from djtasks.backends.base import ResultMeta
 from djtasks.registry import TaskRegistry
 from djtasks.worker.fleet import control as fleet_control
 from djtasks.worker.fleet.orphans import ByTag, LostInSibling
+from djtasks.worker.fleet.rates import SharedBuckets
 from djtasks.worker.fleet.slots import SLOT_SIZE, LostRequest, RunningSlots
 from djtasks.worker.rate_limits import RateLimits
 from tests.testapp import tasks
@@ -136,14 +137,37 @@ def test_a_change_the_parent_refuses_is_not_sent_to_the_children():
     assert fleet.told == []
 
 
-def test_a_child_takes_its_share_of_a_rate_and_reports_the_whole_rate():
+def test_the_children_take_one_token_between_them():
+    now = [100.0]
+    table = SharedBuckets(children=2, clock=lambda: now[0])
+    first, second = table.bucket("limited", 2.0), table.bucket("limited", 2.0)
+    other = table.bucket("another", 2.0)
+    assert first.take() is True
+    assert second.take() is False, "the sibling's start took the token"
+    assert other.take() is True, "each task name has a bucket of its own"
+    assert second.wait_time() == pytest.approx(0.5)
+    now[0] += 0.5
+    assert second.take() is True
+    assert first.take() is False
+
+
+def test_the_children_share_a_bucket_across_fork():
+    table = SharedBuckets(children=2)
+    bucket = table.bucket("limited", 0.01)  # one start per 100 s
+    pid = os.fork()
+    if pid == 0:  # the child takes the token
+        os._exit(0 if bucket.take() else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert bucket.take() is False, "the child's start counts in the parent"
+
+
+def test_a_child_reports_the_whole_rate():
     registry = TaskRegistry()
     registry.register(tasks.clock_in_limited)  # 2/s
     pool = SimpleNamespace(free_slots=lambda: 1)
-    limits = RateLimits(registry, pool, on_held=lambda held: None, share=0.5)
-    name = tasks.clock_in_limited.name
-    assert limits.rate_of(name) == pytest.approx(2.0)
-    assert limits._bucket(name).rate == pytest.approx(1.0)
+    limits = RateLimits(registry, pool, on_held=lambda held: None,
+                        make_bucket=SharedBuckets(children=2).bucket)
+    assert limits.rate_of(tasks.clock_in_limited.name) == pytest.approx(2.0)
 
 
 class Message:
