@@ -81,9 +81,11 @@ class Answers:
 
     def __init__(self, *answers):
         self.answers = list(answers)
-        self.told: list[tuple[str, dict]] = []
+        self.told: list[tuple[str, dict]] = []  # sent, not waited for
+        self.asked: list[tuple[str, dict]] = []  # sent, and the answers waited for
 
-    def gather(self, command, arguments):
+    def gather(self, command, arguments, timeout=None):
+        self.asked.append((command, arguments))
         return self.answers
 
     def tell_all(self, command, arguments):
@@ -97,7 +99,7 @@ def wired(fleet, **own):
         "stats": own.get("stats", lambda **_: {"pid": 1, "total": {}}),
         "revoke": lambda **kw: {"ok": "revoked"},
         **{name: (lambda **_: {"ok": "done"})
-           for name in (*fleet_control.BROADCAST, *fleet_control.QUEUE_CHANGES)},
+           for name in (*fleet_control.BROADCAST, *fleet_control.AWAITED)},
     })
     fleet_control.wire(control, fleet)
     return control.handlers
@@ -131,10 +133,19 @@ def test_a_change_the_parent_refuses_is_not_sent_to_the_children():
         "active": None, "reserved": None, "scheduled": None, "query_task": None,
         "revoked": lambda **_: [], "stats": lambda **_: {}, "revoke": lambda **_: {},
         **{name: (lambda **_: {"error": "no such task"})
-           for name in (*fleet_control.BROADCAST, *fleet_control.QUEUE_CHANGES)}})
+           for name in (*fleet_control.BROADCAST, *fleet_control.AWAITED)}})
     fleet_control.wire(control, fleet)
     assert control.handlers["rate_limit"](task_name="nope", rate_limit="1/s") == {"error": "no such task"}
     assert fleet.told == []
+    assert fleet.asked == []
+
+
+def test_a_rate_limit_is_answered_once_every_child_has_it():
+    # A task sent right after the answer must find the limit in whichever child takes it.
+    fleet = Answers({"ok": "done"}, {"ok": "done"})
+    handlers = wired(fleet)
+    assert handlers["rate_limit"](task_name="add", rate_limit="1/s") == {"ok": "done"}
+    assert fleet.asked == [("rate_limit", {"task_name": "add", "rate_limit": "1/s"})]
 
 
 def test_the_children_take_one_token_between_them():

@@ -20,13 +20,13 @@ if TYPE_CHECKING:
 
 #: Questions whose answers are lists: the children's lists, one after the other.
 LISTS = ("active", "reserved", "scheduled")
-#: Changes made in the parent and in every child.
-BROADCAST = ("rate_limit", "time_limit", "enable_events", "disable_events")
-#: Changes the parent answers once every child made them (or QUEUE_CHANGE_TIMEOUT passed: a
-#: child busy with a long task makes it after that task), so that a message sent after the
-#: answer finds the children consuming as the answer says.
-QUEUE_CHANGES = ("add_consumer", "cancel_consumer")
-QUEUE_CHANGE_TIMEOUT = 3.0
+#: Changes made in the parent and sent to every child.
+BROADCAST = ("enable_events", "disable_events")
+#: Changes the parent answers once every child made them (or AWAIT_TIMEOUT passed: a child
+#: busy with a long task changes its queues after that task), so that a message sent after
+#: the answer finds the children consuming, and limiting, as the answer says.
+AWAITED = ("rate_limit", "time_limit", "add_consumer", "cancel_consumer")
+AWAIT_TIMEOUT = 3.0
 
 
 def wire(control: WorkerControl, fleet: Fleet) -> None:
@@ -40,7 +40,7 @@ def wire(control: WorkerControl, fleet: Fleet) -> None:
     handlers["revoke"] = _revoke(fleet, handlers["revoke"])
     for name in BROADCAST:
         handlers[name] = _broadcast(fleet, name, handlers[name])
-    for name in QUEUE_CHANGES:
+    for name in AWAITED:
         handlers[name] = _awaited(fleet, name, handlers[name])
 
 
@@ -95,7 +95,7 @@ def _awaited(fleet: Fleet, name: str, own: Callable[..., Any]) -> Callable[..., 
     def handler(**arguments: Any) -> Any:
         reply = own(**arguments)
         if not (isinstance(reply, dict) and "error" in reply):
-            fleet.gather(name, arguments, timeout=QUEUE_CHANGE_TIMEOUT)
+            fleet.gather(name, arguments, timeout=AWAIT_TIMEOUT)
         return reply
     return handler
 
