@@ -164,8 +164,10 @@ class ResultRecorder(Recorder):
         """Store ``value``; if it cannot be stored, store FAILURE and return why."""
         task_id = self.request.message.id
         try:
+            # What was just sent (a chain's next step, a callback) may finish before an
+            # unconfirmed write commits; its caller then reads this result (``res.parent``).
             self.app.backend.store(task_id, states.SUCCESS, value, info=info,
-                                   confirm=not self.confirm_later)
+                                   confirm=not self.confirm_later or bool(self.sent))
         except (TypeError, ValueError, RecursionError) as exc:
             # Not JSON serializable (or nested too deeply to encode): the task ran, but its
             # caller must learn why there is no result instead of waiting for one forever.
