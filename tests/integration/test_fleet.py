@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
 import djtasks
 from djtasks import states
 from djtasks.exceptions import TaskRevokedError, TimeLimitExceeded, WorkerLostError
-from tests.integration.conftest import DATABASES, rebind_mailboxes, start_worker, wait_until
+from djtasks.worker.fleet.readahead import DELAY
+from tests.integration.conftest import (
+    DATABASES,
+    queue_size,
+    rebind_mailboxes,
+    start_worker,
+    wait_until,
+)
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.integration,
@@ -109,6 +117,31 @@ def test_revoke_terminate_stops_the_task_in_its_child(worker, app_settings, name
     assert djtasks.app.AsyncResult(running.id).state == states.REVOKED
     wait_until(lambda: victim not in children(name)[1], message="the child was replaced")
     assert tasks.add.delay(2, 3).get(timeout=30) == 5
+
+
+def test_what_rabbitmq_sent_a_busy_child_is_reserved_and_can_be_revoked(broker, worker, app_settings,
+                                                                        name, queue_name):
+    running = [tasks.nap.delay(3) for _ in range(2)]
+    wait_until(lambda: len(ask(name).active().get(name, [])) == 2, message="both children busy")
+    queued = [tasks.add.delay(n, n) for n in range(3)]
+    if broker.name != "amqp":
+        # A busy child takes nothing more where a dead child's messages would wait out the
+        # visibility timeout: they wait in the queue, for any worker. (A negative: no
+        # wait-until can show it, so give the children the time they would read in.)
+        time.sleep(2 * DELAY)
+        assert ask(name).reserved() == {name: []}
+        assert queue_size(broker, queue_name) == 3
+    else:
+        # RabbitMQ pushed them into the children's windows: read while the naps run, listed.
+        reserved = wait_until(lambda: len(ask(name).reserved().get(name, [])) == 3
+                              and ask(name).reserved()[name], message="3 reserved")
+        assert {one["id"] for one in reserved} == {one.id for one in queued}
+        djtasks.app.control.revoke(queued[0].id)
+        with pytest.raises(TaskRevokedError):
+            queued[0].get(timeout=30)
+    assert [r.get(timeout=30) for r in running] == [3, 3]
+    ran = range(1, 3) if broker.name == "amqp" else range(3)
+    assert [queued[n].get(timeout=30) for n in ran] == [2 * n for n in ran]
 
 
 def test_a_warm_shutdown_loses_nothing(broker, worker_factory, app_settings, queue_name):

@@ -15,6 +15,7 @@ from djtasks.registry import TaskRegistry
 from djtasks.worker.fleet import control as fleet_control
 from djtasks.worker.fleet.orphans import ByTag, LostInSibling
 from djtasks.worker.fleet.rates import SharedBuckets
+from djtasks.worker.fleet.readahead import DELAY, ReadAhead
 from djtasks.worker.fleet.slots import SLOT_SIZE, LostRequest, RunningSlots
 from djtasks.worker.rate_limits import RateLimits
 from tests.testapp import tasks
@@ -252,3 +253,38 @@ def test_the_parent_settles_a_dead_childs_message_by_its_tag():
     assert settled == [("ack", 7), ("requeue", 8)]
     assert acked.acknowledged
     assert requeued.acknowledged
+
+
+class Wire:
+    """A stand-in for the child's broker connection that notes who reads it, and when."""
+
+    def __init__(self) -> None:
+        self.reads: list[float] = []  # the monotonic time each read started
+
+    def drain_events(self, timeout: float) -> None:
+        self.reads.append(time.monotonic())
+        time.sleep(timeout)
+        raise TimeoutError
+
+
+def test_read_ahead_reads_only_while_a_long_task_runs_and_never_after_it():
+    wire = Wire()
+    reader = ReadAhead(SimpleNamespace(connection=wire))
+    run = reader.around(lambda seconds: time.sleep(seconds) or seconds)
+    reader.start()
+    try:
+        assert [run(0.001) for _ in range(50)] == [0.001] * 50
+        assert wire.reads == []  # tasks shorter than DELAY: the connection stays the task thread's
+        assert run(4 * DELAY) == 4 * DELAY
+        ended = time.monotonic()
+        time.sleep(2 * DELAY)
+    finally:
+        reader.stop()
+    assert wire.reads, "a task past DELAY: what the broker sent meanwhile is read"
+    assert max(wire.reads) < ended, "a read started after the task's thread took the connection back"
+
+
+def test_read_ahead_is_for_rabbitmq_only():
+    assert ReadAhead.applies("amqp://guest:guest@127.0.0.1:5672//")
+    assert not ReadAhead.applies("redis://127.0.0.1:6379/0")
+    assert not ReadAhead.applies("django://default")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from djtasks.backends.base import ResultBackend
 from djtasks.worker.features import Feature
 from djtasks.worker.fleet.orphans import LostInSibling
+from djtasks.worker.fleet.readahead import ReadAhead
 from djtasks.worker.fleet.slots import RunningSlots
 from djtasks.worker.heartbeat import WorkerStats
 from djtasks.worker.pools.base import Outcome
@@ -176,10 +177,17 @@ def run_child(build: Callable[[list[Feature]], Worker], conn: Connection,
         worker = build([in_slot, LostInSibling(slots, index, backend), recycler])
         worker.between_steps.append(lambda: in_slot.publish_counts(worker.consumer.stats))
         recycler.stop = worker.stop_between_tasks
+        reader = ReadAhead(worker.consumer)
+        if ReadAhead.applies(worker.app.settings.broker_url):
+            worker.pool.target = reader.around(worker.pool.target)
+            reader.start()
         link = ChildLink(conn, worker)
         worker.between_steps.append(link.run_pending)
         link.start()
-        return worker.run_as_child(on_ready=lambda: link.send(("ready", os.getpid(), None)))
+        try:
+            return worker.run_as_child(on_ready=lambda: link.send(("ready", os.getpid(), None)))
+        finally:
+            reader.stop()
 
     run_in_child(serve, inherited)
 
