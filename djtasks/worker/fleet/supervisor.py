@@ -216,7 +216,10 @@ class Fleet(Pool):
             readable = _readable([asked[index].conn for index in pending], left)
             for index in list(pending):
                 member = asked[index]
-                if member.conn.fileno() in readable:
+                if member.conn.closed:  # buried meanwhile (it died, or a restart replaced it)
+                    del pending[index]
+                    continue
+                if _fileno(member.conn) in readable:
                     self._read_replies(member)
                 if pending[index] in member.replies:
                     answers.append(member.replies.pop(pending.pop(index)))
@@ -373,6 +376,13 @@ class Fleet(Pool):
             members = list(self.members.values())
         for member in members:
             self._bury(member, reap(member.pid))
+
+
+def _fileno(conn: Connection) -> int:
+    try:
+        return conn.fileno()
+    except OSError:  # closed by the supervisor's thread since it was looked at
+        return -1
 
 
 def _readable(conns: list[Connection], timeout: float) -> set[int]:
