@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from argparse import ArgumentParser, ArgumentTypeError
+from argparse import ArgumentParser, ArgumentTypeError, BooleanOptionalAction
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -33,9 +33,11 @@ class Command(BaseCommand):
                             type=str.upper, choices=LEVELS, help="logging level")
         parser.add_argument("--prefetch-multiplier", type=int, default=None,
                             help="messages reserved per pool slot (default: 4)")
-        parser.add_argument("--consume-in-children", action="store_true", default=None,
+        parser.add_argument("--consume-in-children", action=BooleanOptionalAction,
+                            default=None,
                             help="prefork: each child consumes from the broker itself and the "
-                                 "parent supervises (default: worker_consume_in_children)")
+                                 "parent supervises; --no-consume-in-children: the parent feeds "
+                                 "the children (default: worker_consume_in_children)")
         parser.add_argument("-B", "--beat", action="store_true",
                             help="also run beat (periodic tasks) in this process")
         parser.add_argument("-E", "--events", action="store_true", default=None,
