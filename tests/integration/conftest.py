@@ -294,6 +294,17 @@ def queue_size(broker: Broker, queue: str) -> int:
         return bound.queue_declare(passive=False).message_count
 
 
+def holds_ahead(broker: Broker, stats: dict) -> bool:
+    """Whether a busy worker holds messages it has not started yet (``inspect reserved``).
+
+    ``stats`` is the worker's ``inspect stats`` answer. Consuming children on Redis and
+    django:// take one message at a time (README, "Children that consume"): there, what a
+    busy worker has not started waits in its queue instead.
+    """
+    consuming_children = stats["pool"]["implementation"].endswith(":Fleet")
+    return not consuming_children or broker.name == "amqp"
+
+
 def rebind_mailboxes(broker, names: list[str]) -> None:
     """Bind the workers' mailbox queues again, on django://.
 

@@ -66,8 +66,9 @@ def test_messages_a_worker_holds_read_as_unacked_where_the_broker_tells(
     worker_factory("-c", "1")
 
     def held() -> object:
+        # Fewer waiting: the worker took some (all four, unless it takes one at a time).
         depth = queue_depths(djtasks.app, [queue_name]).queues[0]
-        return depth.waiting == 0 and (depth.unacked is None or depth.unacked >= 1) and depth
+        return depth.waiting < 4 and (depth.unacked is None or depth.unacked >= 1) and depth
 
     depth = wait_until(held, message="the worker holds the messages")
     if broker.broker_url.startswith("amqp"):

@@ -21,6 +21,7 @@ from djtasks.exceptions import TaskRevokedError
 from tests.integration.conftest import (
     DATABASES,
     WorkerProcess,
+    holds_ahead,
     queue_size,
     rebind_mailboxes,
     run_command,
@@ -301,10 +302,13 @@ def test_shutdown_is_warm_and_purge_empties_the_named_queues_only(broker, names,
     in_flight = tasks.clock_in.apply_async((str(starts), "first", 8), queue=own)
     queued = [tasks.add.apply_async((n, n), queue=own) for n in range(2)]
     wait_until(lambda: starts.exists() and starts.read_text(), message="the first task started")
-    reserved = wait_until(lambda: ask.reserved().get(name), message="a reserved task")
-    assert {one["id"] for one in reserved} <= {one.id for one in queued}
-    assert all(set(one) == REQUEST_FIELDS for one in reserved)
-    assert all(one["acknowledged"] is False for one in reserved)
+    if holds_ahead(broker, ask.stats()[name]):
+        reserved = wait_until(lambda: ask.reserved().get(name), message="a reserved task")
+        assert {one["id"] for one in reserved} <= {one.id for one in queued}
+        assert all(set(one) == REQUEST_FIELDS for one in reserved)
+        assert all(one["acknowledged"] is False for one in reserved)
+    else:
+        reserved = []
 
     shut = run_command(broker, queue_name, "djtasks", "control", "shutdown", "-d", name,
                        "--timeout", "10", env=MAILBOX)
