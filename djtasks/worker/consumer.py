@@ -363,6 +363,10 @@ class Consumer:
             return
         self.active[request.message.id] = (request, message)
         self.started_at[request.message.id] = time.time()
+        self.stats.active = len(self.active)
+        inline = self.pool.runs_in_submit
+        if inline:  # submit() runs it: now is while it runs (a PoolFull below is rare here,
+            self.features.on_running(request, message)  # dispatch() asked free_slots())
         try:
             self.pool.submit(request, self._on_done)
         except PoolFull:  # not started; dispatch() keeps it first in line
@@ -374,7 +378,8 @@ class Consumer:
                 message.ack()  # a pool whose jobs may wait acknowledges after submit()
             self.fail_unsent(request, message, exc)
             return
-        self.stats.active = len(self.active)
+        if not inline:
+            self.features.on_running(request, message)
         self.features.after_start(request, message)
 
     def fail_unsent(self, request: Request, message: kombu.Message, exc: Exception) -> None:

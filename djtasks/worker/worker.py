@@ -279,8 +279,10 @@ class Worker:
             self.pool.start()
             self.connect()
             self.events.start()
-            self.consumer.settle()
+            # Ready before the first poll: that poll may already run a task (the solo pool
+            # runs it there), and the parent asks only ready children what they run.
             on_ready()
+            self.consumer.settle()
             self.consume_until_stopped()
             self.warm_shutdown(quiet=True)
         except ColdShutdown:

@@ -190,6 +190,19 @@ def test_killed_worker_reads_lost_and_stopped_one_offline(worker_factory, listen
     assert f"{stopped}: offline" in output
 
 
+def test_a_solo_worker_sends_task_started_while_the_task_runs(worker_factory, listener, queue_name,
+                                                              app_settings):
+    # The solo pool (as each consuming child) runs a task inside the call that starts it:
+    # task-started must still go out as the task begins, not once it is over.
+    own = f"{queue_name}-solo"
+    worker_factory("-P", "solo", "-E", "-Q", own, "-n", f"solo-{uuid.uuid4().hex[:6]}@localhost",
+                   env=FAST)
+    running = tasks.nap.apply_async((2,), queue=own)
+    wait_until(lambda: listener.of("task-started", uuid=running.id), message="task-started")
+    assert not running.ready()
+    assert running.get(timeout=30) == 2
+
+
 def test_djtasks_events_dump_prints_the_heartbeats(events_worker, broker, hostname, app_settings):
     output = run_command(broker, "unused", "djtasks", "events", "--dump", "--timeout", "2.5").stdout
     beats = [line for line in output.splitlines()

@@ -77,6 +77,16 @@ def test_the_children_run_every_task_and_the_parent_none(worker, app_settings, n
     assert totals.get("tests.testapp.tasks.pid", 0) >= 60  # summed over the children
 
 
+def test_a_task_counts_in_stats_total_while_its_child_runs_it(worker, app_settings, name):
+    def naps() -> int:
+        return ask(name).stats()[name]["total"].get("tests.testapp.tasks.nap", 0)
+    before = naps()
+    running = tasks.nap.delay(2)
+    wait_until(lambda: naps() == before + 1, message="the running nap counted")
+    assert not running.ready()  # counted as it started, not once it was over
+    assert running.get(timeout=30) == 2
+
+
 def test_inspect_active_names_the_child_running_the_task(worker, app_settings, name):
     running = tasks.nap.delay(2)
     pid = running_pid(name, running.id)

@@ -36,6 +36,9 @@ class Recording(Feature):
         self.calls.append((self.name, "before_start"))
         return self.start
 
+    def on_running(self, job, message):
+        self.calls.append((self.name, "on_running"))
+
     def after_start(self, job, message):
         self.calls.append((self.name, "after_start"))
 
@@ -141,9 +144,44 @@ def test_a_failing_feature_does_not_stop_the_worker(caplog):
         assert result.get(timeout=1) == 5
         assert result.state == states.SUCCESS
     # Its own features come after the worker's: they are asked last before, first after.
-    assert calls == [("mine", "before_reserve"), ("mine", "before_start"),
+    assert calls == [("mine", "before_reserve"), ("mine", "before_start"), ("mine", "on_running"),
                      ("mine", "after_start"), ("mine", "after_complete")]
     assert any("Raising.after_complete raised" in record.getMessage() for record in caplog.records)
+
+
+class Watching(Feature):
+    """Note, as each hook is called, whether the task body has run yet."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, bool] = {}
+
+    def on_running(self, job, message):
+        self.seen["on_running"] = bool(BODY_RAN)
+
+    def after_start(self, job, message):
+        self.seen["after_start"] = bool(BODY_RAN)
+
+
+BODY_RAN: list = []
+
+
+@shared_task(name="tests.unit.test_features.note_run")
+def note_run():
+    BODY_RAN.append(True)
+
+
+@pytest.mark.django_db
+def test_on_running_comes_before_the_solo_pool_runs_the_body():
+    # The solo pool (and so each consuming child) runs the task inside submit(): what is
+    # said while a task runs (task-started, stats totals) must come before that, not after.
+    BODY_RAN.clear()
+    watching = Watching()
+    with override_settings(DJTASKS={"broker_url": "memory://", "task_default_queue": "testing"}):
+        result = note_run.delay()
+        with InProcessWorker(features=[watching]) as worker:
+            worker.join()
+        result.get(timeout=1)
+    assert watching.seen == {"on_running": False, "after_start": True}
 
 
 class NotingRequest(Request):

@@ -27,8 +27,8 @@ from djtasks.worker.settlement import Fate
 
 logger = logging.getLogger("djtasks.worker")
 
-HOOKS = ("before_job", "before_reserve", "before_start", "after_start", "before_complete",
-         "after_complete")
+HOOKS = ("before_job", "before_reserve", "before_start", "on_running", "after_start",
+         "before_complete", "after_complete")
 
 
 class Feature:
@@ -49,8 +49,11 @@ class Feature:
         """The request is about to go to the pool; False: the feature settled it instead."""
         return True
 
+    def on_running(self, request: Any, message: Any) -> None:
+        """The request runs on a pool member, or is about to (see Pool.runs_in_submit)."""
+
     def after_start(self, request: Any, message: Any) -> None:
-        """The request went to a pool member."""
+        """The request went to a pool member (solo: submit() ran it, and it is over)."""
 
     def before_complete(self, request: Any, outcome: Outcome) -> bool:
         """The request is over; False: the feature recorded how it ended (its message is acked)."""
@@ -101,6 +104,10 @@ class Features:
 
     def before_start(self, request: Any, message: Any) -> bool:
         return self._until_false("before_start", request, message)
+
+    def on_running(self, request: Any, message: Any) -> None:
+        for hook in self._hooked["on_running"]:
+            _guarded(hook, request, request, message)
 
     def after_start(self, request: Any, message: Any) -> None:
         for hook in self._hooked["after_start"]:

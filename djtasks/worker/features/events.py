@@ -29,7 +29,7 @@ class Events(Feature):
         signals.task_received.send_robust(sender=self.sender, request=request)
         return True
 
-    def after_start(self, request: Any, message: Any) -> None:
+    def on_running(self, request: Any, message: Any) -> None:
         self.events.started(request)
 
     def after_complete(self, request: Any, outcome: Outcome, fate: Fate) -> None:

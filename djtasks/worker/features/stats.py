@@ -18,7 +18,7 @@ class Stats(Feature):
     def __init__(self, stats: WorkerStats) -> None:
         self.stats = stats
 
-    def after_start(self, request: Any, message: Any) -> None:
+    def on_running(self, request: Any, message: Any) -> None:
         self.stats.totals[request.message.task] += 1
 
     def after_complete(self, request: Any, outcome: Outcome, fate: Fate) -> None:

@@ -151,6 +151,10 @@ class Pool(ABC):
     #: Whether members run inside the worker's own process (threads, solo): a task that
     #: kills its member kills the worker, so an early ack must reach the broker first.
     in_process: ClassVar[bool] = True
+    #: Whether submit() itself runs the job and returns once it is over (solo): what must
+    #: be said while the job runs (the task-started event, inspect stats' totals) is said
+    #: before submit() then, not after it.
+    runs_in_submit: ClassVar[bool] = False
 
     @property
     def jobs_may_wait(self) -> bool:

@@ -43,6 +43,7 @@ class SoloPool(Pool):
 
     name: ClassVar[str] = "solo"
     supports_hard_kill: ClassVar[bool] = False
+    runs_in_submit: ClassVar[bool] = True
 
     def __init__(self, limit: int, target: Target, *,
                  on_process_init: Callable[[], None] | None = None, **options: int | None) -> None:
