@@ -70,6 +70,8 @@ class Consumer:
         self.prefetch_count = prefetch_count
         self.accept = list(app.settings.accept_content)
         self.reserved: deque[tuple[Request, kombu.Message]] = deque()
+        #: Set by hold(): a warm stop began, and what is reserved waits to be given back.
+        self.holding = False
         self.active: dict[str, tuple[Request, kombu.Message]] = {}
         self.started_at: dict[str, float] = {}  # task id -> time.time() it went to the pool
         self.prefetch_multiplier = max(prefetch_count // max(pool.limit, 1), 1)
@@ -186,6 +188,14 @@ class Consumer:
             logger.debug("consumer: error while releasing the broken connection", exc_info=True)
         self.connect(max_retries=None)
         logger.info("consumer: connected again to %s", censor_url(self.app.settings.broker_url))
+
+    def hold(self) -> None:
+        """Start no more reserved requests: a warm stop began; stop_consuming gives them back.
+
+        May come from another thread or a signal handler while a task runs: the solo pool
+        runs it inside dispatch(), which would otherwise start the next one when it returns.
+        """
+        self.holding = True
 
     def stop_consuming(self) -> None:
         """Receive nothing more; give reserved (not yet started) messages back to the queue."""
@@ -346,7 +356,7 @@ class Consumer:
     def dispatch(self) -> None:
         """Start reserved requests while the pool has free slots."""
         self.reserved.extendleft(reversed(self.rate_limits.release()))
-        while self.reserved and self.pool.free_slots() > 0:
+        while self.reserved and not self.holding and self.pool.free_slots() > 0:
             request, message = self.reserved.popleft()
             try:
                 self.start(request, message)

@@ -331,6 +331,7 @@ class Worker:
     def request_stop(self) -> None:
         """Start a warm shutdown (remote control ``shutdown``: the first SIGTERM's path)."""
         self.stopping = True
+        self.consumer.hold()
 
     def stop_between_tasks(self) -> None:
         """In the main loop, between two tasks: stop warmly and start nothing more now."""
@@ -353,7 +354,7 @@ class Worker:
     def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
             raise ColdShutdown
-        self.stopping = True
+        self.request_stop()
 
     def _on_cold_signal(self, signum: int, frame: FrameType | None) -> None:
         raise ColdShutdown

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from djtasks import states
-from tests.integration.conftest import DATABASES, queue_size
+from tests.integration.conftest import DATABASES, queue_size, wait_until
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.integration,
@@ -38,6 +38,22 @@ def test_warm_shutdown_loses_nothing(worker_factory, app_settings, broker, queue
     worker_factory("-c", "2")
     assert sorted(r.get(timeout=60) for r in results) == sorted(f"t{i}" for i in range(50))
     assert sorted(executions(record)) == sorted(f"t{i}" for i in range(50))
+
+
+def test_a_solo_worker_stopped_mid_task_starts_nothing_it_reserved(worker_factory, app_settings,
+                                                                   broker, queue_name, tmp_path):
+    # The solo pool runs a task inside the loop that starts the reserved ones: the stop
+    # that arrives meanwhile must keep it from starting the next when the task returns.
+    process = worker_factory("-P", "solo", "--prefetch-multiplier", "4")
+    starts = tmp_path / "starts.txt"
+    in_flight = tasks.clock_in.delay(str(starts), "first", 3)
+    queued = [tasks.add.delay(n, n) for n in range(3)]
+    wait_until(lambda: starts.exists() and starts.read_text(), message="the first task started")
+    process.signal(signal.SIGTERM)
+    assert process.process.wait(timeout=30) == 0
+    assert in_flight.get(timeout=10) == "first"  # the running task ran to its end
+    assert [one.state for one in queued] == [states.PENDING] * 3
+    assert queue_size(broker, queue_name) == 3, "what it held went back to the queue"
 
 
 def test_second_signal_is_a_cold_shutdown(worker_factory, app_settings, tmp_path):
