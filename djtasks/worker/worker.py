@@ -29,7 +29,7 @@ from djtasks.application import App
 from djtasks.backends.outages import Outage
 from djtasks.backends.sqlite import prepare_sqlite
 from djtasks.beat.service import BeatThread, load_scheduler
-from djtasks.exceptions import DatabaseUnavailable
+from djtasks.exceptions import DatabaseUnavailable, OperationalError
 from djtasks.transport.aliases import broker_alias
 from djtasks.utils.rates import Bucket
 from djtasks.worker.autoscale import Autoscaler
@@ -271,7 +271,8 @@ class Worker:
     def run_as_child(self, on_ready: Callable[[], None]) -> int:
         """Run as a fleet's child: no banner, heartbeat, beat or mailbox; the parent has them.
 
-        Return the exit status: 0 after a warm stop, 1 after a cold one (SIGQUIT).
+        Return the exit status: 0 after a warm stop, 1 after a cold one (SIGQUIT) or an
+        outage it gave up on.
         """
         signal.signal(signal.SIGQUIT, self._on_cold_signal)
         signal.signal(signal.SIGUSR1, log_thread_stacks)
@@ -286,6 +287,13 @@ class Worker:
             self.consume_until_stopped()
             self.warm_shutdown(quiet=True)
         except ColdShutdown:
+            self.cold_shutdown(quiet=True)
+            self.consumer.abandon()
+            return 1
+        except (DatabaseUnavailable, OperationalError) as exc:
+            # The database or the broker stayed away past its retries: one line, no
+            # traceback; the parent meets the same outage and says what it does about it.
+            logger.error("worker: process %s stops: %s", os.getpid(), exc)
             self.cold_shutdown(quiet=True)
             self.consumer.abandon()
             return 1

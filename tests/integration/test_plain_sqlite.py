@@ -8,6 +8,7 @@ remain (djtasks/backends/outages.py), so no process dies of "database is locked"
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -29,7 +30,11 @@ PAST_START = r"beat: \d+ entries from settings and code written to the database"
 @pytest.fixture(scope="module")
 def plain_db(tmp_path_factory) -> Path:
     """An SQLite file migrated with the plain settings."""
-    path = tmp_path_factory.mktemp("plain") / "db.sqlite3"
+    return migrated(tmp_path_factory.mktemp("plain") / "db.sqlite3")
+
+
+def migrated(path: Path) -> Path:
+    """Migrate an SQLite file at ``path`` with the plain settings."""
     done = subprocess.run([sys.executable, "-m", "django", "migrate", "--noinput", "-v0"],
                           cwd=ROOT, env=plain_env(path), capture_output=True, text=True,
                           timeout=120, check=False)
@@ -83,9 +88,16 @@ def test_beats_started_together_all_live_and_send_each_run_once(process_factory,
     assert 15 <= len(runs(stamps)) <= 23, f"{len(runs(stamps))} runs in 20 s of a 1 s schedule"
 
 
-def test_the_processes_switch_the_file_to_wal(broker, plain_db):
-    with sqlite3.connect(plain_db) as connection:
-        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_the_worker_switches_the_file_to_wal(process_factory, tmp_path):
+    path = migrated(tmp_path / "fresh.sqlite3")
+
+    def journal_mode() -> str:
+        with sqlite3.connect(path) as connection:
+            return connection.execute("PRAGMA journal_mode").fetchone()[0]
+
+    assert journal_mode() == "delete"  # as migrate leaves it
+    process_factory("runworker", "-c", "1", env=plain_env(path), ready=r" ready\.$")
+    assert journal_mode() == "wal"
 
 
 @pytest.mark.parametrize("command", [["runbeat"], ["runworker"], ["runworker", "-B", "-P", "threads"]],
@@ -103,4 +115,9 @@ def test_a_database_that_stays_broken_stops_the_process_with_a_clear_message(com
     assert "no such table" in done.stderr
     assert "Traceback" not in done.stderr
     # One line when the trouble began, one when the process gave up: not one per retry.
-    assert done.stderr.count("database error") == 1, done.stderr
+    # Per process: consuming children meet the outage each on their own connection.
+    began = [re.search(r"/([\w-]+)\]", line) for line in done.stderr.splitlines()
+             if "database error" in line]
+    senders = [match.group(1) for match in began if match]
+    assert len(senders) == len(began) == len(set(senders)), done.stderr
+    assert "MainProcess" in senders, done.stderr
