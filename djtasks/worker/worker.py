@@ -29,6 +29,7 @@ from djtasks.application import App
 from djtasks.backends.outages import Outage
 from djtasks.backends.sqlite import prepare_sqlite
 from djtasks.beat.service import BeatThread, load_scheduler
+from djtasks.conf import Settings
 from djtasks.exceptions import DatabaseUnavailable, OperationalError
 from djtasks.transport.aliases import broker_alias
 from djtasks.utils.rates import Bucket
@@ -93,8 +94,7 @@ class Worker:
         if recycling:
             raise TypeError(f"Worker() got unexpected options {sorted(recycling)}")
         self.fleet: Fleet | None = None
-        if forks and (settings.worker_consume_in_children if consume_in_children is None
-                      else consume_in_children):
+        if forks and children_consume(settings, consume_in_children, autoscale):
             self.pool: Pool = self._make_fleet(autoscale, multiplier, task_events)
         else:
             # Prefork: a request per child waits in the parent, so that a child that is done
@@ -366,6 +366,21 @@ class Worker:
 
     def _on_cold_signal(self, signum: int, frame: FrameType | None) -> None:
         raise ColdShutdown
+
+
+def children_consume(settings: Settings, asked: bool | None, autoscale: tuple[int, int] | None) -> bool:
+    """Whether a prefork worker's children consume: ``asked`` (the flag), else the setting.
+
+    The autoscaler reads the books of a parent that feeds its pool, so ``--autoscale`` wins
+    over the setting; asked for together with the flag, _make_fleet refuses the two.
+    """
+    if asked is not None:
+        return asked
+    if settings.worker_consume_in_children and autoscale is not None:
+        logger.info("worker: --autoscale: the parent feeds the pool (worker_consume_in_children "
+                    "is not supported with autoscale yet)")
+        return False
+    return bool(settings.worker_consume_in_children)
 
 
 def log_thread_stacks(signum: int = 0, frame: FrameType | None = None) -> None:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from djtasks import states
+from djtasks import App, conf, states
 from djtasks.backends.base import ResultMeta
 from djtasks.registry import TaskRegistry
 from djtasks.worker.fleet import control as fleet_control
@@ -18,6 +18,7 @@ from djtasks.worker.fleet.rates import SharedBuckets
 from djtasks.worker.fleet.readahead import DELAY, ReadAhead
 from djtasks.worker.fleet.slots import SLOT_SIZE, LostRequest, RunningSlots
 from djtasks.worker.rate_limits import RateLimits
+from djtasks.worker.worker import Worker
 from tests.testapp import tasks
 
 
@@ -288,3 +289,19 @@ def test_read_ahead_is_for_rabbitmq_only():
     assert ReadAhead.applies("amqp://guest:guest@127.0.0.1:5672//")
     assert not ReadAhead.applies("redis://127.0.0.1:6379/0")
     assert not ReadAhead.applies("django://default")
+
+
+def fleet_app(**settings) -> App:
+    return App(conf.load({"broker_url": "memory://", **settings}, {}))
+
+
+def test_autoscale_has_the_parent_feed_the_pool_whatever_the_setting_says():
+    # The autoscaler reads the books of a parent that feeds its pool; the setting gives way.
+    worker = Worker(fleet_app(worker_consume_in_children=True), pool="prefork", autoscale=(3, 1))
+    assert worker.fleet is None
+    assert type(worker.pool).__name__ == "PreforkPool"
+
+
+def test_autoscale_and_consume_in_children_asked_for_together_are_refused():
+    with pytest.raises(ValueError, match="autoscale: not supported with consume_in_children"):
+        Worker(fleet_app(), pool="prefork", autoscale=(3, 1), consume_in_children=True)
