@@ -19,7 +19,7 @@ from djtasks import protocol, states
 from djtasks.canvas import group
 from djtasks.exceptions import DjtasksError, ProtocolError
 from djtasks.models import DeadLetter, ParkedMessage, QueueMessage, TaskResult
-from tests.integration.conftest import DATABASES, only_brokers, wait_until
+from tests.integration.conftest import DATABASES, only_brokers, start_worker, wait_until
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.integration,
@@ -39,10 +39,22 @@ def wire_headers(task_id, name="tests.testapp.tasks.add"):
     return protocol.to_wire(message).headers
 
 
-def assert_worker_serves(worker):
-    """The worker is alive and 100 good tasks sent now succeed."""
+@pytest.fixture(scope="module")
+def parent_fed(broker, queue_name, django_db_setup):
+    """A prefork worker whose parent hands each task to a child: what pickling is about.
+
+    Consuming children read their messages themselves; nothing is pickled on the way.
+    """
+    queue = f"{queue_name}-parent-fed"
+    process = start_worker(broker, queue, "-c", "2", "--no-consume-in-children")
+    yield process, queue
+    process.stop()
+
+
+def assert_worker_serves(worker, queue=None):
+    """The worker is alive and 100 good tasks sent now (to ``queue``) succeed."""
     assert worker.process.poll() is None, worker.log()
-    results = group(tasks.add.s(i, i) for i in range(100)).apply_async()
+    results = group(tasks.add.s(i, i) for i in range(100)).apply_async(queue=queue)
     assert results.get(timeout=60) == [2 * i for i in range(100)]
     assert worker.process.poll() is None, worker.log()
 
@@ -99,16 +111,18 @@ def test_message_without_task_headers_is_rejected(worker, app_settings, broker, 
 
 
 @pytest.mark.parametrize("depth", [600, 900])
-def test_arguments_nested_too_deeply_fail_their_task_only(worker, app_settings, depth):
+def test_arguments_nested_too_deeply_fail_their_task_only(parent_fed, app_settings, depth):
     # Valid JSON, which the producer accepts; the prefork pool cannot pickle it for a child.
+    worker, queue = parent_fed
     deep = nested(depth)
-    early, late = tasks.add.delay(deep, []), tasks.slow_add.delay(deep, [])  # slow_add: acks_late
+    early = tasks.add.apply_async((deep, []), queue=queue)
+    late = tasks.slow_add.apply_async((deep, []), queue=queue)  # slow_add: acks_late
     for result in (early, late):
         with pytest.raises(DjtasksError, match="nested too deeply to hand to a pool process"):
             result.get(timeout=20)
         assert result.state == states.FAILURE
     worker.wait_for_line(rf"Task tests\.testapp\.tasks\.slow_add\[{late.id}\] failed: .*nested too deeply")
-    assert_worker_serves(worker)
+    assert_worker_serves(worker, queue)
     assert not [line for line in worker.lines if "[[[[[[[[[[[[[[[[[[[[" in line], "arguments logged"
     assert late.state == states.FAILURE, "the acks_late message was settled, not run again"
 
@@ -222,12 +236,14 @@ def test_a_return_value_that_cannot_be_stored_is_logged_as_the_failure_stored(wo
 
 
 @only_brokers("redis")  # the pools run jobs alike on every broker: one is enough
-@pytest.mark.parametrize("pool", ["threads", "solo"])
+@pytest.mark.parametrize("pool", ["threads", "solo", "children"])
 def test_deeply_nested_arguments_and_results_do_not_stop_the_other_pools(worker_factory, broker,
                                                                          app_settings, queue_name,
                                                                          pool):
     queue = f"{queue_name}-{pool}"  # of its own: the module's worker consumes the default one
-    other = worker_factory("-P", pool, "-c", "2", "-Q", queue, "-n", f"{queue}@%h",
+    # Consuming children: prefork, but each child reads its own messages, so nothing is pickled.
+    mode = ["-P", "prefork", "--consume-in-children"] if pool == "children" else ["-P", pool]
+    other = worker_factory(*mode, "-c", "2", "-Q", queue, "-n", f"{queue}@%h",
                            env={"DJTASKS_RESULT_EXTENDED": "true"})  # the arguments are stored too
     deep = nested(900)
     results = [tasks.add.apply_async((deep, []), queue=queue),
