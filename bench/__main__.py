@@ -17,7 +17,7 @@ from bench.memory import memory_phase
 from bench.report import Case, chord_table, growth_table, memory_table, table, threads_table
 from bench.routing_rules import ROUNDS, rules_case, rules_table
 from bench.suite import Options, remove_logs, run_case, say
-from bench.systems import SYSTEMS
+from bench.systems import DEFAULT_SYSTEMS, SYSTEMS
 
 
 def sizes(text: str) -> tuple[int, ...]:
@@ -56,8 +56,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="messages waiting on another queue for --growth (default 100000)")
     parser.add_argument("--brokers", default=",".join(known),
                         help=f"comma-separated, of {', '.join(known)} (default: all)")
-    parser.add_argument("--systems", default=",".join(SYSTEMS),
-                        help=f"comma-separated, of {', '.join(SYSTEMS)} (default: all)")
+    parser.add_argument("--systems", default=",".join(DEFAULT_SYSTEMS),
+                        help=f"comma-separated, of {', '.join(SYSTEMS)} "
+                             f"(default: {','.join(DEFAULT_SYSTEMS)})")
     parser.add_argument("-c", "--concurrency", type=int, default=2, help="pool size of both workers")
     parser.add_argument("-P", "--pool", default="prefork", choices=["prefork", "threads", "solo"])
     parser.add_argument("--idle-wait", type=float, default=120.0, metavar="SECONDS",

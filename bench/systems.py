@@ -65,7 +65,11 @@ class System:
 
 SYSTEMS = {
     "djtasks": System("djtasks", "djtasks", "djtasks"),
-    # Prefork whose children consume from the broker themselves (worker_consume_in_children).
+    # The prefork pool fed by its parent (the default before 2026-12-06).
+    "djtasks-parent-fed": System("djtasks-parent-fed", "djtasks, parent feeds the pool", "djtasks",
+                                 flags=("--no-consume-in-children",)),
+    # Prefork whose children consume from the broker themselves (worker_consume_in_children,
+    # the default since 2026-12-06: the same as "djtasks", kept for the older commands).
     "djtasks-children": System("djtasks-children", "djtasks, children consuming", "djtasks",
                                flags=("--consume-in-children",)),
     # And results written without waiting for the disk (result_synchronous_commit = False).
@@ -79,3 +83,6 @@ SYSTEMS = {
     "celery-djangodb": System("celery-djangodb", f"Celery {version('celery')} + django-celery-results",
                               "celery", results="django-db", stored_only=True, latency_cap=200),
 }
+
+#: What ``--systems`` runs when not given: each configuration once.
+DEFAULT_SYSTEMS = ("djtasks", "djtasks-parent-fed", "celery", "celery-djangodb")

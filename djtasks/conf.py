@@ -105,8 +105,9 @@ _OPTIONS = (
            nullable=True),
     Option("worker_pool", str, "prefork", "prefork, threads or solo"),
     Option("worker_prefetch_multiplier", int, 4, "messages reserved per pool slot", "int"),
-    Option("worker_consume_in_children", bool, False,
-           "prefork: each child consumes from the broker itself; the parent supervises", "bool"),
+    Option("worker_consume_in_children", bool, True,
+           "prefork: each child consumes from the broker itself and the parent supervises; "
+           "False: the parent receives every message and feeds its children", "bool"),
     Option("worker_max_tasks_per_child", int, None,
            "prefork: replace a pool process after it ran this many tasks", "int", nullable=True),
     Option("worker_max_memory_per_child", int, None,

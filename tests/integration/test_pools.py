@@ -12,9 +12,11 @@ pytestmark = [pytest.mark.integration,
               pytest.mark.django_db(transaction=True, databases=DATABASES)]
 
 
-@pytest.mark.parametrize("pool", ["prefork", "threads", "solo"])
+@pytest.mark.parametrize("pool", ["prefork", "prefork-parent-fed", "threads", "solo"])
 def test_pool_runs_tasks_and_failures(worker_factory, app_settings, pool):
-    process = worker_factory("-P", pool, "-c", "2")
+    # prefork: its children consume (the default); parent-fed: the parent feeds them.
+    mode = ["-P", "prefork", "--no-consume-in-children"] if pool == "prefork-parent-fed" else ["-P", pool]
+    process = worker_factory(*mode, "-c", "2")
     results = [tasks.add.delay(i, 1) for i in range(20)]
     assert [r.get(timeout=30) for r in results] == [i + 1 for i in range(20)]
     with pytest.raises(CustomError):

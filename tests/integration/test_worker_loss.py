@@ -22,8 +22,11 @@ def worker(broker, queue_name, django_db_setup):
     """The module's prefork worker (-c 2), under a node name no other test run uses.
 
     Node names must be unique per broker: the control mailbox is one exclusive queue each.
+    The parent feeds its children here: test_fleet.py has the same behaviours with
+    children that consume (the default).
     """
-    process = start_worker(broker, queue_name, "-c", "2", "-n", f"{queue_name}@%h")
+    process = start_worker(broker, queue_name, "-c", "2", "-n", f"{queue_name}@%h",
+                           "--no-consume-in-children")
     yield process
     process.stop()
 
