@@ -123,9 +123,11 @@ def test_a_rate_limit_from_the_page_holds_the_task_until_it_is_lifted(worker, br
                                                                   "rate_limit", limited)
     path = tmp_path / "starts.txt"
     try:
+        # One after the other: consuming children race for the queue, so the first sent
+        # is not always the first to take the token.
         first = tasks.clock_in.delay(str(path), "first")
-        held = tasks.clock_in.delay(str(path), "held")
         assert first.get(timeout=30) == "first"
+        held = tasks.clock_in.delay(str(path), "held")
         # One token an hour: the second is held by the worker, reserved, not started.
         wait_until(lambda: held.id in [one["id"] for one in ask(hostname).reserved()[hostname]],
                    message="the second run held by its rate limit")
