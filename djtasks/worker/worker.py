@@ -286,14 +286,11 @@ class Worker:
             self.consumer.settle()
             self.consume_until_stopped()
             self.warm_shutdown(quiet=True)
-        except ColdShutdown:
-            self.cold_shutdown(quiet=True)
-            self.consumer.abandon()
-            return 1
-        except (DatabaseUnavailable, OperationalError) as exc:
-            # The database or the broker stayed away past its retries: one line, no
-            # traceback; the parent meets the same outage and says what it does about it.
-            logger.error("worker: process %s stops: %s", os.getpid(), exc)
+        except (ColdShutdown, DatabaseUnavailable, OperationalError) as exc:
+            if not isinstance(exc, ColdShutdown):
+                # The database or the broker stayed away past its retries: one line, no
+                # traceback; the parent meets the same outage and says what it does about it.
+                logger.error("worker: process %s stops: %s", os.getpid(), exc)
             self.cold_shutdown(quiet=True)
             self.consumer.abandon()
             return 1
