@@ -8,15 +8,17 @@ workers answer ``active_queues``, the message after saving says so.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db import router, transaction
+from django.db import DatabaseError, router, transaction
 from django.http import HttpRequest, HttpResponse
 
 import djtasks
 from djtasks.exceptions import ImproperlyConfigured
-from djtasks.models import RoutingRule
+from djtasks.models import RoutingRule, Worker
+from djtasks.models.workers import ONLINE
 
 logger = logging.getLogger("djtasks.admin")
 
@@ -73,15 +75,33 @@ def route_preview(name: str) -> list[str]:
 
 
 def unconsumed_queue_warning(queue: str) -> str | None:
-    """Say that no running worker consumes ``queue``, when the workers tell their queues."""
+    """Say that no running worker consumes ``queue``, when the workers tell their queues.
+
+    The answers to ``active_queues`` are the truth for the workers that gave one; an online
+    worker that did not answer in time (busy, or a slow broker) counts with the queues its
+    last heartbeat stored, so a late answer does not read as a missing consumer.
+    """
     try:
         answers = djtasks.app.control.inspect(timeout=INSPECT_TIMEOUT).active_queues()
     except Exception:  # the broker is away: the queues are unknown, the rule is saved anyway
         logger.debug("admin: could not ask the workers for their queues", exc_info=True)
-        return None
+        answers = {}
     consumed = {queue_info["name"] for answer in answers.values() if isinstance(answer, list)
                 for queue_info in answer}
-    if not answers or queue in consumed:
+    silent = heartbeat_queues(exclude=answers.keys())
+    consumed.update(name for names in silent.values() for name in names)
+    known = len(answers) + len(silent)
+    if not known or queue in consumed:
         return None
-    return (f"No running worker consumes queue {queue!r} ({len(answers)} worker(s) answered): "
+    return (f"No running worker consumes queue {queue!r} ({known} worker(s) known): "
             f"tasks routed there wait until a worker is started with -Q {queue}.")
+
+
+def heartbeat_queues(exclude: Iterable[str]) -> dict[str, list[str]]:
+    """The queues each online worker's last heartbeat stored, but for the ``exclude``d ones."""
+    try:
+        rows = Worker.objects.with_status().filter(status=ONLINE).exclude(hostname__in=list(exclude))
+        return {row.hostname: [str(name) for name in row.queues] for row in rows}
+    except DatabaseError:  # no worker table to read: only the answers count
+        logger.debug("admin: could not read the workers' heartbeats", exc_info=True)
+        return {}

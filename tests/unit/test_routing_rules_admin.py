@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
-from djtasks.models import RoutingRule
+from djtasks.admin.routing_rules import unconsumed_queue_warning
+from djtasks.models import RoutingRule, Worker
+from djtasks.models.workers import OFFLINE, ONLINE, lost_after
 
 pytestmark = [pytest.mark.django_db]
 
@@ -61,11 +64,30 @@ def test_the_form_names_the_field_of_each_mistake(admin_client):
     assert not RoutingRule.objects.exists()
 
 
-def test_adding_a_rule_saves_it_when_no_worker_answers(admin_client):
-    response = admin_client.post(f"{LIST}add/", {
-        "name": "urgent mail", "pattern": r"^mail\.tasks\.(send|notify)_", "match": "regex",
-        "order": "10", "enabled": "on", "queue": "hipri", "priority": "9",
-    }, follow=True)
+def test_adding_a_rule_saves_it_when_no_worker_answers(admin_client,
+                                                     django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = admin_client.post(f"{LIST}add/", {
+            "name": "urgent mail", "pattern": r"^mail\.tasks\.(send|notify)_", "match": "regex",
+            "order": "10", "enabled": "on", "queue": "hipri", "priority": "9",
+        }, follow=True)
+    assert len(callbacks) == 1  # the question to the workers was asked
     assert RoutingRule.objects.get(name="urgent mail").priority == 9
     texts = [str(m) for m in response.context["messages"]]
     assert not [t for t in texts if "No running worker" in t]  # unknown: nothing is claimed
+
+
+def online_worker(hostname: str, queues: list[str], status: str = ONLINE) -> Worker:
+    now = timezone.now()
+    return Worker.objects.create(hostname=hostname, started=now, last_heartbeat=now,
+                                 lost_after=lost_after(now, 60.0), queues=queues,
+                                 written_status=status)
+
+
+def test_a_worker_that_does_not_answer_in_time_counts_with_its_heartbeat_queues():
+    online_worker("busy@host", ["celery", "hipri"])
+    online_worker("gone@host", ["mail"], status=OFFLINE)
+    assert unconsumed_queue_warning("hipri") is None
+    warning = unconsumed_queue_warning("mail")  # only an offline worker had it
+    assert warning is not None
+    assert "queue 'mail' (1 worker(s) known)" in warning
