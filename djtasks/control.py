@@ -132,9 +132,14 @@ class Control:
             channel = connection.default_channel
             return {name: self.app.router.queue(name)(channel).purge() or 0 for name in names}
 
-    def inspect(self, destination: Sequence[str] | None = None, timeout: float = 1.0) -> Inspect:
-        """Return questions to the workers whose answers are merged by hostname."""
-        return Inspect(self, destination, timeout)
+    def inspect(self, destination: Sequence[str] | None = None, timeout: float = 1.0,
+                limit: int | None = None) -> Inspect:
+        """Return questions to the workers whose answers are merged by hostname.
+
+        Each question waits up to ``timeout`` seconds for one more answer, and no longer
+        once ``limit`` workers answered.
+        """
+        return Inspect(self, destination, timeout, limit)
 
     def revoke(self, task_id: str | Sequence[str], terminate: bool = False,
                signal: str = "SIGTERM", destination: Sequence[str] | None = None,
@@ -161,14 +166,17 @@ class Control:
 class Inspect:
     """Celery's ``app.control.inspect()``: each method returns ``{hostname: answer}``."""
 
-    def __init__(self, control: Control, destination: Sequence[str] | None, timeout: float) -> None:
+    def __init__(self, control: Control, destination: Sequence[str] | None, timeout: float,
+                 limit: int | None = None) -> None:
         self.control = control
         self.destination = destination
         self.timeout = timeout
+        self.limit = limit
 
     def _ask(self, command: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
         replies = self.control.broadcast(command, arguments, destination=self.destination,
-                                         reply=True, timeout=self.timeout) or []
+                                         reply=True, timeout=self.timeout,
+                                         limit=self.limit) or []
         return merged(replies)
 
     def ping(self) -> dict[str, Any]:

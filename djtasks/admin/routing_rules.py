@@ -8,7 +8,6 @@ workers answer ``active_queues``, the message after saving says so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -23,8 +22,10 @@ from djtasks.models.workers import ONLINE
 logger = logging.getLogger("djtasks.admin")
 
 TRY_PARAM = "try_task"
-#: How long saving a rule waits for the workers to name their queues.
+#: How long saving a rule waits for one more worker to name its queues: short when no
+#: worker is known to be online, longer when one is (the wait ends once all online answered).
 INSPECT_TIMEOUT = 0.5
+INSPECT_TIMEOUT_ONLINE = 2.0
 
 
 @admin.register(RoutingRule)
@@ -81,14 +82,17 @@ def unconsumed_queue_warning(queue: str) -> str | None:
     worker that did not answer in time (busy, or a slow broker) counts with the queues its
     last heartbeat stored, so a late answer does not read as a missing consumer.
     """
+    online = heartbeat_queues()
+    timeout = INSPECT_TIMEOUT_ONLINE if online else INSPECT_TIMEOUT
     try:
-        answers = djtasks.app.control.inspect(timeout=INSPECT_TIMEOUT).active_queues()
+        answers = djtasks.app.control.inspect(timeout=timeout, limit=len(online) or None
+                                              ).active_queues()
     except Exception:  # the broker is away: the queues are unknown, the rule is saved anyway
         logger.debug("admin: could not ask the workers for their queues", exc_info=True)
         answers = {}
     consumed = {queue_info["name"] for answer in answers.values() if isinstance(answer, list)
                 for queue_info in answer}
-    silent = heartbeat_queues(exclude=answers.keys())
+    silent = {hostname: names for hostname, names in online.items() if hostname not in answers}
     consumed.update(name for names in silent.values() for name in names)
     known = len(answers) + len(silent)
     if not known or queue in consumed:
@@ -97,10 +101,10 @@ def unconsumed_queue_warning(queue: str) -> str | None:
             f"tasks routed there wait until a worker is started with -Q {queue}.")
 
 
-def heartbeat_queues(exclude: Iterable[str]) -> dict[str, list[str]]:
-    """The queues each online worker's last heartbeat stored, but for the ``exclude``d ones."""
+def heartbeat_queues() -> dict[str, list[str]]:
+    """The queues each online worker's last heartbeat stored, by hostname."""
     try:
-        rows = Worker.objects.with_status().filter(status=ONLINE).exclude(hostname__in=list(exclude))
+        rows = Worker.objects.with_status().filter(status=ONLINE)
         return {row.hostname: [str(name) for name in row.queues] for row in rows}
     except DatabaseError:  # no worker table to read: only the answers count
         logger.debug("admin: could not read the workers' heartbeats", exc_info=True)

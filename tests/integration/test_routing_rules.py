@@ -16,7 +16,7 @@ import pytest
 from django.db import connections, transaction
 
 from djtasks import App, conf, states
-from djtasks.models import IntervalSchedule, PeriodicTask, RoutingRule, TaskResult
+from djtasks.models import IntervalSchedule, PeriodicTask, RoutingRule, TaskResult, Worker
 from tests.integration.conftest import (
     BROKERS,
     DATABASES,
@@ -175,6 +175,10 @@ def test_the_admin_says_when_no_running_worker_consumes_the_queue(broker, hipri,
                                                                  monkeypatch):
     monkeypatch.setenv("DJTASKS_TESTS_MODELS_DB", broker.database)
     rebind_mailboxes(broker, list(workers.values()))
+    # The tables were emptied after the last test; the workers' next heartbeats write them again.
+    wait_until(lambda: set(workers.values()) <= set(
+        Worker.objects.using(broker.database).values_list("hostname", flat=True)),
+        message="both workers' heartbeat rows")
 
     def add_rule(name: str, queue: str) -> list[str]:
         response = admin_client.post("/admin/djtasks/routingrule/add/", {
