@@ -54,6 +54,9 @@ class DatabaseStore:
 
     def __init__(self, app: App) -> None:
         self.app = app
+        # pk -> (when the row last changed, the problem): a broken row is logged when first
+        # seen and again when it changes, not on every loop that skips it.
+        self._broken: dict[int, tuple[datetime | None, str]] = {}
 
     def sync_static(self) -> list[str]:
         """Write the setting's and add_periodic_task's entries to the table; return their names."""
@@ -67,11 +70,15 @@ class DatabaseStore:
     def enabled_entries(self) -> list[Entry]:
         """Return the enabled entries, their schedules built; a broken row is skipped."""
         entries = []
+        broken: dict[int, tuple[datetime | None, str]] = {}
         for row in PeriodicTask.objects.enabled():
             try:
                 entries.append(self.entry(row))
             except ValueError as exc:  # edited outside the admin's validation: say so, go on
-                logger.error("beat: periodic task %r is skipped: %s", row.name, exc)
+                broken[row.pk] = (row.date_changed, str(exc))
+                if self._broken.get(row.pk) != broken[row.pk]:
+                    logger.error("beat: periodic task %r is skipped: %s", row.name, exc)
+        self._broken = broken
         return entries
 
     def claim(self, entry: Entry, now: datetime, task_id: str = "") -> bool:

@@ -254,3 +254,26 @@ def test_invalid_crontab_shows_its_message_on_the_admin_form(rf):
     with pytest.raises(ValueError, match="hour") as raised:
         schedules.crontab(hour="25")
     assert form.errors["hour"] == [str(raised.value)]
+
+
+def test_a_broken_row_is_logged_when_first_seen_and_when_it_changes_not_on_every_loop(caplog):
+    crontab = CrontabSchedule.objects.create(minute="*")
+    PeriodicTask.objects.create(name="tick", task="tests.testapp.tasks.add", crontab=crontab)
+    broken = CrontabSchedule.objects.filter(pk=crontab.pk)
+    broken.update(timezone="Mars/Olympus_Mons")  # as a raw UPDATE could
+    store = DatabaseStore(djtasks.app)
+
+    def skips_logged() -> int:
+        return sum("periodic task 'tick' is skipped" in r.getMessage() for r in caplog.records)
+
+    for _ in range(3):
+        assert store.enabled_entries() == []
+    assert skips_logged() == 1
+    PeriodicTask.objects.get(name="tick").save()  # changed, still broken: said again
+    store.enabled_entries()
+    assert skips_logged() == 2
+    broken.update(timezone="UTC")  # repaired
+    assert [entry.name for entry in store.enabled_entries()] == ["tick"]
+    broken.update(timezone="Mars/Olympus_Mons")  # broken again: said again
+    store.enabled_entries()
+    assert skips_logged() == 3
