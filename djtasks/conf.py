@@ -23,7 +23,13 @@ from djtasks.exceptions import ImproperlyConfigured
 
 ENV_PREFIX = "DJTASKS_"
 CENSORED = "********"
-_SECRET_KEY_RE = re.compile(r"secret|password|passwd|token|api_?key|credential", re.IGNORECASE)
+#: A word of a setting's name that marks its value secret: ``access_key_id``, ``X-Api-Key``,
+#: ``db_pass``, ``authToken``. A word starting with one of these counts (``passwd``, ``keys``).
+_SECRET_WORD_RE = re.compile(r"^(pass|secret|token|key|apikey|auth|signature|credential|private)")
+#: Names made of secret-looking words that are addresses, not secrets, and that an operator
+#: needs to read.
+_NOT_SECRET_NAMES = frozenset({"routing_key", "task_default_routing_key", "global_keyprefix"})
+_NAME_WORD_RE = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 
 @dataclass(frozen=True)
@@ -213,6 +219,10 @@ def load(configured: Mapping[str, Any] | None, environ_: Mapping[str, str] | Non
     return Settings(values)
 
 
+#: Settings that hold a URL with a password kombu or Django must parse.
+URL_SETTINGS = frozenset({"broker_url", "result_backend"})
+
+
 def validate(values: Mapping[str, Any]) -> dict[str, Any]:
     """Check each key is known and each value has its declared type."""
     checked: dict[str, Any] = {}
@@ -232,6 +242,10 @@ def validate(values: Mapping[str, Any]) -> dict[str, Any]:
                 f"DJTASKS[{key!r}]: expected {_type_name(option.type)}, got "
                 f"{type(value).__name__} {censor(key, value)!r}"
             )
+        if key in URL_SETTINGS and isinstance(value, str):
+            problem = unescaped_password_problem(value)
+            if problem:
+                raise ImproperlyConfigured(f"DJTASKS[{key!r}]: {problem}")
         checked[key] = value
     return checked
 
@@ -283,9 +297,16 @@ def unknown_key_message(key: str) -> str:
     return f"unknown djtasks setting {key!r}{hint}"
 
 
+def is_secret_name(key: str) -> bool:
+    """Whether a setting or option called ``key`` holds a secret, judged by the words of its name."""
+    if key.lower() in _NOT_SECRET_NAMES:
+        return False
+    return any(_SECRET_WORD_RE.match(word.lower()) for word in _NAME_WORD_RE.findall(key))
+
+
 def censor(key: str, value: Any) -> Any:
     """Hide secrets: values of secret-named keys, and passwords inside URLs."""
-    if _SECRET_KEY_RE.search(key):
+    if is_secret_name(key):
         return CENSORED if value else value
     if isinstance(value, str) and "://" in value:
         return censor_url(value)
@@ -296,7 +317,9 @@ def censor(key: str, value: Any) -> Any:
     return value
 
 
-_PASSWORD_IN_URL_RE = re.compile(r"(://[^:/@;]*:)[^@;]*@")
+#: ``scheme://user:`` and all up to the last ``@``: the password when ``urlsplit`` cannot find
+#: it (one holding an unescaped ``/``, ``?``, ``#`` or ``@``, or a URL it refuses).
+_PASSWORD_IN_URL_RE = re.compile(r"(://[^:/@;]*:).*@")
 
 
 def censor_url(url: str) -> str:
@@ -311,10 +334,35 @@ def censor_url(url: str) -> str:
     except ValueError:
         return _PASSWORD_IN_URL_RE.sub(rf"\1{CENSORED}@", url)
     if parts.password is None:
-        return url
+        # No password where urlsplit looks (the host part ends at the first "/", "?" or
+        # "#"); one holding such a character still sits before the last "@".
+        return _PASSWORD_IN_URL_RE.sub(rf"\1{CENSORED}@", url) if "@" not in parts.netloc else url
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:{CENSORED}@{netloc}"))
+
+
+def unescaped_password_problem(url: str) -> str | None:
+    """Name the character that cuts a URL's password short, as kombu and urllib read it.
+
+    ``amqp://user:pa/ss@host//`` reads as host ``user`` with the path ``/ss@host//``: the
+    connection goes elsewhere, and the password ends up in error messages as a host name.
+    """
+    for part in url.split(";"):
+        try:
+            split = urlsplit(part)
+            if "@" in split.netloc or not _PASSWORD_IN_URL_RE.search(part):
+                continue
+            if split.port is not None:  # "host:port/...": the "@" is later, in a path or query
+                continue
+        except ValueError:  # what urlsplit read as host:port is user:password
+            pass
+        password = part.split("://", 1)[1].split(":", 1)[1].rsplit("@", 1)[0]
+        for char in "/?#":
+            if char in password:
+                return (f"the password in {censor_url(part)} holds an unescaped {char!r}: "
+                        f"percent-encode it (urllib.parse.quote(password, safe=''))")
+    return None
 
 
 def _callable_route(option: Option, value: Any) -> bool:

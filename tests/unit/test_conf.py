@@ -271,6 +271,9 @@ def test_environment_variable_error_does_not_show_a_secret():
         ("postgresql://app:p%40ss@db/app?sslmode=require",
          "postgresql://app:********@db/app?sslmode=require"),
         ("amqp://user:p@ss@host//", "amqp://user:********@host//"),
+        ("amqp://user:pa/ss@host//", "amqp://user:********@host//"),
+        ("redis://:a?b#c@host:6379/0", "redis://:********@host:6379/0"),
+        ("amqp://user:pa#ss@host/vhost", "amqp://user:********@host/vhost"),
     ],
 )
 def test_censor_url_hides_the_password(url, expected):
@@ -298,7 +301,9 @@ def test_censor_url_hides_the_password_of_an_unparsable_url():
 
 
 @pytest.mark.parametrize(
-    "key", ["secret", "password", "token", "api_key", "apikey", "broker_password", "AUTH_TOKEN"],
+    "key", ["secret", "password", "token", "api_key", "apikey", "broker_password", "AUTH_TOKEN",
+            "access_key_id", "X-Api-Key", "db_pass", "passwd", "authToken", "Authorization",
+            "signature", "aws_credentials", "private_key", "ssl_keyfile"],
 )
 def test_censor_hides_values_of_secret_named_keys(key):
     assert conf.censor(key, "hunter2") == conf.CENSORED
@@ -329,6 +334,37 @@ def test_censor_hides_nested_secrets():
 def test_censor_hides_urls_inside_lists():
     censored = conf.censor("broker_transport_options", {"urls": ["redis://:hunter2@h:6379/0"]})
     assert "hunter2" not in repr(censored)
+
+
+@pytest.mark.parametrize(
+    "key", ["task_default_routing_key", "routing_key", "global_keyprefix", "visibility_timeout",
+            "sentinel_kwargs", "master_name", "monkey_patch"],
+)
+def test_names_made_of_harmless_words_are_not_secret(key):
+    assert not conf.is_secret_name(key)
+
+
+@pytest.mark.parametrize(("url", "char"), [
+    ("amqp://user:pa/ss@rabbit//", "/"),
+    ("redis://:hunt?er@redis:6379/0", "?"),
+    ("amqp://u:ok@h1//;amqp://user:hun#ter@h2//", "#"),
+])
+def test_a_url_whose_password_holds_an_unescaped_separator_is_refused_without_showing_it(url, char):
+    with pytest.raises(ImproperlyConfigured) as caught:
+        conf.load({"broker_url": url}, {})
+    message = str(caught.value)
+    assert message.startswith("DJTASKS['broker_url']: the password in ")
+    assert f"holds an unescaped {char!r}: percent-encode it" in message
+    for secret in ("pa/ss", "hunt?er", "hun#ter", "ss@", "er@"):
+        assert secret not in message
+
+
+@pytest.mark.parametrize("url", [
+    "amqp://user:pa%2Fss@rabbit//", "redis://redis:6379/0?name=a@b", "amqp://guest@h//",
+    "django://", "postgres://app:pw@db/app?sslmode=require",
+])
+def test_urls_with_escaped_or_no_passwords_are_accepted(url):
+    assert conf.load({"result_backend": "django-db", "broker_url": url}, {}).broker_url == url
 
 
 def test_censor_leaves_plain_values_alone():
