@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import sys
 
@@ -38,3 +39,36 @@ def test_unknown_pool_is_refused():
     done = run_worker("-P", "gevent")
     assert done.returncode != 0
     assert "invalid choice: 'gevent'" in done.stderr
+
+
+UNREACHABLE = "amqp://guest:x@127.0.0.1:1//"
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="only a worker started as root warns")
+
+
+@as_root
+def test_a_worker_started_as_root_says_how_to_drop_privileges():
+    done = run_worker("-c", "1", DJTASKS_BROKER_URL=UNREACHABLE)
+    assert "running as root: any task message runs with root's rights" in done.stderr
+    assert "pass --uid (and --gid)" in done.stderr
+
+
+@as_root
+def test_uid_drops_root_before_the_worker_starts_and_the_warning_goes():
+    nobody = pwd.getpwnam("nobody")
+    done = run_worker("-l", "INFO", "-c", "1", "--uid", "nobody", DJTASKS_BROKER_URL=UNREACHABLE)
+    assert f"running as uid {nobody.pw_uid}, gid {nobody.pw_gid}" in done.stderr
+    assert "running as root" not in done.stderr
+
+
+def test_an_unknown_uid_is_refused_by_name():
+    done = run_worker("--uid", "no-such-user")
+    assert done.returncode != 0
+    assert "--uid: no such user: 'no-such-user'" in done.stderr
+
+
+def test_a_broker_password_with_an_unescaped_slash_is_refused_without_showing_it():
+    done = run_worker("-c", "1", DJTASKS_BROKER_URL="amqp://guest:sek/rit@127.0.0.1:1//")
+    assert done.returncode == 1
+    assert "holds an unescaped '/': percent-encode it" in done.stderr
+    assert "sek" not in done.stderr + done.stdout
+    assert "rit@" not in done.stderr + done.stdout

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 import djtasks
 from djtasks.beat.service import load_scheduler, run_until_signalled
 from djtasks.exceptions import ImproperlyConfigured
+from djtasks.management import run_as
 from djtasks.worker.logs import LEVELS, configure_logging
 
 
@@ -25,9 +26,11 @@ class Command(BaseCommand):
                             help="dotted path of the scheduler class (default: beat_scheduler)")
         parser.add_argument("--max-interval", type=float, default=None,
                             help="longest sleep between two looks at the schedule, in seconds")
+        run_as.add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         configure_logging(options["loglevel"])
+        run_as.become_configured_user(options)
         try:
             scheduler = load_scheduler(djtasks.app, options["scheduler"], options["max_interval"])
         except (ImproperlyConfigured, ValueError) as exc:

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 import djtasks
 from djtasks.exceptions import OperationalError
+from djtasks.management import run_as
 from djtasks.worker.autoscale import parse_autoscale
 from djtasks.worker.logs import LEVELS, configure_logging
 from djtasks.worker.pools import POOLS
@@ -52,9 +53,11 @@ class Command(BaseCommand):
         parser.add_argument("--autoscale", type=_autoscale, default=None, metavar="MAX,MIN",
                             help="grow the pool up to MAX processes while tasks wait, and "
                                  "shrink it back to MIN once idle (e.g. 10,3)")
+        run_as.add_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         configure_logging(options["loglevel"])
+        run_as.become_configured_user(options)
         queues = [q.strip() for q in options["queues"].split(",") if q.strip()] \
             if options["queues"] else None
         try:
