@@ -3,6 +3,11 @@
 One ``delay()`` borrows a producer from the pool and gives it back; connections are made once
 and kept. When the broker cannot be reached, kombu retries by the retry policy and the last
 error is translated into ``djtasks.exceptions.OperationalError`` naming the (censored) URL.
+
+On RabbitMQ the task connections use publisher confirms unless ``broker_transport_options``
+says ``confirm_publish: False``: ``basic.publish`` alone returns before the broker took the
+message, and one it refuses (a full queue, a message over its size limit) is gone without
+an error. With confirms, ``delay()`` returns once the broker has it, and raises if refused.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import kombu
+from amqp.exceptions import MessageNacked
 from kombu.pools import ProducerPool
 
 from djtasks import protocol, signals
@@ -33,20 +39,27 @@ class Publisher:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.broker_url = settings.broker_url
-        self._connection = self.new_connection()
+        self._connection = self.new_connection(confirmed=True)
         self._connections = self._connection.Pool(limit=settings.broker_pool_limit)
         self._pool = ProducerPool(self._connections, limit=settings.broker_pool_limit)
         # task_send_sent_event: the producer's Lamport clock and its hostname.
         self._clock = events.LamportClock()
         self._hostname = f"gen{os.getpid()}@{socket.gethostname()}"
 
-    def new_connection(self) -> kombu.Connection:
-        """Return a new, not yet connected, broker connection of this configuration."""
-        return kombu.Connection(
-            self.broker_url,
-            connect_timeout=self.settings.broker_connection_timeout,
-            transport_options=self.settings.broker_transport_options,
-        )
+    def new_connection(self, confirmed: bool = False) -> kombu.Connection:
+        """Return a new, not yet connected, broker connection of this configuration.
+
+        ``confirmed``: the connection publishes tasks, so on RabbitMQ its publishes wait for
+        the broker's confirm unless the transport options turn that off. Other connections
+        (a worker's consumer, its events and replies) publish what may be lost without harm.
+        """
+        options = self.settings.broker_transport_options
+        connection = kombu.Connection(self.broker_url,
+                                      connect_timeout=self.settings.broker_connection_timeout,
+                                      transport_options=options)
+        if confirmed and "confirm_publish" not in options and speaks_amqp(connection):
+            connection.transport_options = {**options, "confirm_publish": True}
+        return connection
 
     def publish(self, message: protocol.TaskMessage, route: Route, *, serializer: str | None = None,
                 retry: bool | None = None, retry_policy: Mapping[str, Any] | None = None) -> None:
@@ -79,7 +92,12 @@ class Publisher:
                     self.send_sent_event(producer, message, route, exchange)
         except OperationalError:
             raise
-        except (kombu.exceptions.OperationalError, ConnectionError, OSError) as exc:
+        except (kombu.exceptions.OperationalError, MessageNacked, ConnectionError, OSError) as exc:
+            if nacked(exc):
+                raise OperationalError(
+                    f"the broker {censor_url(self.broker_url)} refused {message.task}[{message.id}] "
+                    "(not confirmed: a full queue with overflow=reject-publish, say): the task is "
+                    "not sent") from exc
             raise OperationalError(
                 f"cannot publish {message.task}[{message.id}] to {censor_url(self.broker_url)}: {exc}"
             ) from exc
@@ -124,6 +142,29 @@ class Publisher:
         self._pool.force_close_all()
         self._connections.force_close_all()
         self._connection.release()
+
+
+def nacked(error: BaseException) -> bool:
+    """Whether ``error`` is, or was raised for, a publish the broker did not confirm.
+
+    kombu retries a nack by the retry policy (py-amqp counts it recoverable), then raises
+    its own OperationalError with an empty message; the nack is in its cause.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, MessageNacked):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def speaks_amqp(connection: kombu.Connection) -> bool:
+    """Whether ``connection`` goes through py-amqp, the transport that has publisher confirms."""
+    try:
+        transport = connection.transport
+    except Exception:  # an unknown transport: the first publish names the problem
+        return False
+    return getattr(transport, "driver_name", "") == "py-amqp"
 
 
 class KeptMessage(Protocol):

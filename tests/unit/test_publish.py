@@ -228,3 +228,22 @@ def test_republish_sends_a_kept_expiration_back_unchanged(memory_app):
     (message,) = drain()
     assert message.headers["id"] == "kept-exp"
     assert message.properties["expiration"] == "60000"
+
+
+@pytest.mark.parametrize(("url", "options", "confirmed"), [
+    ("amqp://guest@127.0.0.1:1//", {}, True),
+    ("pyamqp://guest@127.0.0.1:1//", {"max_retries": 1}, True),
+    ("amqp://guest@127.0.0.1:1//", {"confirm_publish": False}, False),
+    ("redis://127.0.0.1:1/0", {}, None),
+    ("memory://", {}, None),
+])
+def test_task_connections_confirm_on_rabbitmq_unless_turned_off(url, options, confirmed):
+    publisher = Publisher(conf.load({"broker_url": url, "broker_transport_options": options}, {}))
+    try:
+        assert publisher._connection.transport_options.get("confirm_publish") is confirmed
+        assert publisher._connection.transport_options == {**options, **(
+            {"confirm_publish": confirmed} if confirmed is not None else {})}
+        # A worker's own connection (consumer, events, replies) is not slowed by confirms.
+        assert publisher.new_connection().transport_options == options
+    finally:
+        publisher.close()
