@@ -102,6 +102,10 @@ _OPTIONS = (
            "it does not (synchronous_commit off for that write only), several times faster "
            "where fsync is slow, and a crash of PostgreSQL itself may lose the results of "
            "its last moments (never those of chord joins, groups or anything else)", "bool"),
+    Option("result_max_size", int, 65536,
+           "bytes of JSON a stored result, exception or traceback may take; one over it is cut "
+           "and says so (a result becomes the start of its JSON text and a mark, a traceback "
+           "keeps its end); None: no limit", "int", nullable=True),
     Option("result_extended", bool, False,
            "also store each task's arguments as JSON (AsyncResult.args and .kwargs); the "
            "name, worker, queue and argument reprs are always stored", "bool"),

@@ -22,6 +22,7 @@ from django.utils import timezone
 from djtasks import states
 from djtasks.backends.base import ExecutionInfo, ResultMeta, changed, exception_to_dict
 from djtasks.backends.canvas_store import REVOKED_CHANNEL, CanvasStore
+from djtasks.backends.caps import capped_traceback, capped_value
 from djtasks.backends.compiled import CompiledRead
 from djtasks.backends.expiry import delete_expired
 from djtasks.backends.in_lists import in_batches
@@ -62,6 +63,8 @@ class DatabaseBackend(CanvasStore):
         self.supports_native_wait = self.is_postgres
         #: False: result upserts commit without waiting for the WAL flush (PostgreSQL).
         self.synchronous_commit = True
+        #: result_max_size: what a stored value, exception or traceback may take.
+        self.max_size: int | None = 65536
         # psycopg connections are not to be shared by threads waiting at once: one each.
         self._local = threading.local()
 
@@ -72,6 +75,7 @@ class DatabaseBackend(CanvasStore):
 
     def apply_settings(self, settings: Mapping[str, Any]) -> None:
         self.synchronous_commit = bool(settings["result_synchronous_commit"])
+        self.max_size = settings["result_max_size"]
 
     def read_routing_rules(self) -> tuple[RouteRule, ...]:
         """The enabled RoutingRule rows, of the database that router.db_for_read names."""
@@ -133,6 +137,8 @@ class DatabaseBackend(CanvasStore):
                 info: ExecutionInfo | None, guarded: bool) -> tuple[str, list]:
         """Return the one statement that stores this state, and its parameters."""
         now = timezone.now()
+        result = capped_value(result, self.max_size)
+        traceback = capped_traceback(traceback, self.max_size)
         row = TaskResult(task_id=task_id, status=status, result=result, traceback=traceback,
                          date_created=now, date_done=now if status in states.READY_STATES else None)
         update = list(_ALWAYS_UPDATED)

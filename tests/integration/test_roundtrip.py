@@ -63,6 +63,17 @@ def test_a_value_that_is_not_json_fails_clearly(worker, app_settings):
         tasks.unserializable.delay().get(timeout=20)
 
 
+def test_a_result_and_an_error_over_result_max_size_are_cut_and_say_so(worker, app_settings):
+    # 1,000,000 numbers are 7.9 MB of JSON; the default limit keeps 64 KiB of it.
+    cut = tasks.numbers.delay(1_000_000).get(timeout=60)
+    assert cut.startswith("[0, 1, 2, ")
+    assert cut.endswith(" ...[cut: 7,888,890 bytes as JSON, over result_max_size 65,536]")
+    assert len(cut) < 65_536
+    with pytest.raises(CustomError, match=r"over result_max_size 65,536\]$"):
+        tasks.fail_at_length.delay(1_000_000).get(timeout=60)
+    assert tasks.numbers.delay(10).get(timeout=20) == list(range(10))  # small: as it was
+
+
 def test_many_tasks_all_come_back(worker, app_settings):
     results = [tasks.add.delay(i, i) for i in range(40)]
     assert [r.get(timeout=30) for r in results] == [2 * i for i in range(40)]

@@ -102,6 +102,17 @@ def xsum(numbers):
 
 
 @task
+def numbers(count):
+    """A result as large as one wants: ``[0, 1, ..., count - 1]``."""
+    return list(range(count))
+
+
+@task
+def fail_at_length(length):
+    raise CustomError("z" * length)
+
+
+@task
 def identity(value):
     return value
 
