@@ -102,6 +102,17 @@ _OPTIONS = (
            "it does not (synchronous_commit off for that write only), several times faster "
            "where fsync is slow, and a crash of PostgreSQL itself may lose the results of "
            "its last moments (never those of chord joins, groups or anything else)", "bool"),
+    Option("task_max_message_size", int, 1048576,
+           "bytes a task message's body may take: a bigger one is refused by apply_async "
+           "before it is sent, and by a worker before it decodes it (dead-lettered, "
+           "too_large); None: no limit", "int", nullable=True),
+    Option("dead_letter_max_count", int, 10000,
+           "dead letters kept at most: each new one deletes those past this many newer "
+           "ones; None: no limit", "int", nullable=True),
+    Option("dead_letter_expires", (int, float), 30 * 86400.0,
+           "seconds dead letters are kept; the daily djtasks.backend_cleanup task deletes "
+           "older ones (None or 0: kept until dead_letter_max_count pushes them out)",
+           "float", nullable=True),
     Option("result_max_size", int, 65536,
            "bytes of JSON a stored result, exception or traceback may take; one over it is cut "
            "and says so (a result becomes the start of its JSON text and a mark, a traceback "

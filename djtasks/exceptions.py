@@ -26,9 +26,26 @@ class DatabaseUnavailable(DjtasksError):
 class ProtocolError(DjtasksError):
     """A message does not follow Celery's task message protocol v2."""
 
+    #: What the dead letter of such a message says, for a program to read.
+    reason_code = "invalid_envelope"
+
 
 class ContentDisallowed(ProtocolError):
     """A message's content type is not in ``accept_content``."""
+
+    reason_code = "content_disallowed"
+
+
+class InvalidEta(ProtocolError):
+    """A message's ``eta`` or ``expires`` header is not a time before year 10000 in UTC."""
+
+    reason_code = "invalid_eta"
+
+
+class MessageTooLarge(ProtocolError):
+    """A message's body is over ``task_max_message_size``: not sent, or not decoded."""
+
+    reason_code = "too_large"
 
 
 class NotRegistered(DjtasksError, KeyError):

@@ -13,7 +13,13 @@ from typing import Any
 
 from kombu.serialization import registry
 
-from djtasks.exceptions import ContentDisallowed, ImproperlyConfigured, ProtocolError
+from djtasks.exceptions import (
+    ContentDisallowed,
+    ImproperlyConfigured,
+    InvalidEta,
+    MessageTooLarge,
+    ProtocolError,
+)
 
 CONTENT_TYPE_JSON = "application/json"
 CONTENT_TYPE_PICKLE = "application/x-python-serialize"
@@ -93,7 +99,7 @@ class TaskMessage:
         for name in ("eta", "expires"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
-                raise ProtocolError(f"expected {name} as a timezone-aware datetime, got {value!r}")
+                raise InvalidEta(f"expected {name} as a timezone-aware datetime, got {value!r}")
             if value is not None:
                 _check_in_utc_range(name, value)
         clashing = sorted(PROTOCOL_HEADERS.intersection(self.headers))
@@ -282,6 +288,13 @@ def accepted_content_types(accept: Collection[str]) -> frozenset[str]:
     return frozenset(types)
 
 
+def check_size(body: bytes | str, limit: int | None) -> None:
+    """Raise MessageTooLarge when ``body`` is over ``limit`` bytes (task_max_message_size)."""
+    if limit is not None and len(body) > limit:
+        raise MessageTooLarge(f"the body is {len(body):,} bytes, over task_max_message_size "
+                              f"{limit:,}")
+
+
 def check_content_type(content_type: str, accept: Collection[str]) -> None:
     """Raise ContentDisallowed unless ``content_type`` is one that ``accept`` names."""
     if content_type not in accepted_content_types(accept):
@@ -298,10 +311,10 @@ def _parse_datetime(name: str, value: Any) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError as exc:
-            raise ProtocolError(f"expected the {name} header as an ISO 8601 datetime, "
+            raise InvalidEta(f"expected the {name} header as an ISO 8601 datetime, "
                                 f"got {_bounded_repr(value, 100)}") from exc
     else:
-        raise ProtocolError(f"expected the {name} header as an ISO 8601 string, "
+        raise InvalidEta(f"expected the {name} header as an ISO 8601 string, "
                             f"got {type(value).__name__}")
     # A naive time from some other client: the project keeps every time in UTC.
     parsed = parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)
@@ -315,7 +328,7 @@ def _check_in_utc_range(name: str, value: datetime) -> None:
     try:
         value.astimezone(UTC)
     except OverflowError:
-        raise ProtocolError(f"{name}: expected a datetime before year 10000 in UTC, "
+        raise InvalidEta(f"{name}: expected a datetime before year 10000 in UTC, "
                             f"got {value.isoformat()}") from None
 
 

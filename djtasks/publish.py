@@ -21,10 +21,11 @@ from typing import Any, Protocol
 import kombu
 from amqp.exceptions import MessageNacked
 from kombu.pools import ProducerPool
+from kombu.serialization import dumps as encode_body
 
 from djtasks import protocol, signals
 from djtasks.conf import Settings, censor_url
-from djtasks.exceptions import ImproperlyConfigured, OperationalError
+from djtasks.exceptions import ImproperlyConfigured, MessageTooLarge, OperationalError
 from djtasks.routing import Route
 from djtasks.utils import events
 
@@ -74,13 +75,22 @@ class Publisher:
         signals.before_task_publish.send_robust(
             sender=message.task, body=wire.body, exchange=exchange, routing_key=route.routing_key,
             headers=wire.headers, properties=properties, declare=[route.queue], retry_policy=policy)
+        # Encoded here, once (kombu sends a body with a content type as it is), to refuse
+        # what a worker would refuse before it is sent.
+        content_type, content_encoding, body = encode_body(
+            wire.body, serializer=serializer or self.settings.task_serializer)
+        try:
+            protocol.check_size(body, self.settings.task_max_message_size)
+        except MessageTooLarge as exc:
+            raise MessageTooLarge(f"{message.task}[{message.id}] is not sent: {exc}") from None
         try:
             with self._pool.acquire(block=True) as producer:
                 producer.publish(
-                    wire.body,
+                    body,
                     exchange=exchange,
                     routing_key=route.routing_key,
-                    serializer=serializer or self.settings.task_serializer,
+                    content_type=content_type,
+                    content_encoding=content_encoding,
                     headers=wire.headers,
                     declare=[route.queue],
                     retry=retry,

@@ -42,12 +42,14 @@ REASON_IN_LIST = 80
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(ConsoleActionsMixin, admin.ModelAdmin):
-    list_display = ("task_id", "task_name", "short_reason", "date_created", "queue", "worker",
-                    "deliveries", "replayed_at")
-    # Filters an index serves: task_name's (a loose scan), date_created's (ranges). Not
+    list_display = ("task_id", "task_name", "reason_code", "short_reason", "date_created", "queue",
+                    "worker", "deliveries", "replayed_at")
+    # Filters an index serves: task_name's (a loose scan), reason_code's (its choices),
+    # date_created's (ranges). Not
     # date_hierarchy, a SELECT DISTINCT of the days on each page; not queue or worker,
     # which have no index (?queue=<name> in the URL still filters).
-    list_filter = (("task_name", IndexedValuesFilter), ("date_created", admin.DateFieldListFilter))
+    list_filter = (("task_name", IndexedValuesFilter), "reason_code",
+                   ("date_created", admin.DateFieldListFilter))
     # Exact id and name prefix, case-sensitive: istartswith would compare UPPER(task_name).
     search_fields = ("task_id__exact", "task_name__startswith")
     # The order is date_created's index (Meta.ordering, newest first).
@@ -55,8 +57,8 @@ class DeadLetterAdmin(ConsoleActionsMixin, admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     sortable_by = ("date_created",)
-    fields = ("task_id", "task_name", "reason", "date_created", "worker", "deliveries", "retries",
-              "queue", "exchange", "routing_key", "task_args", "task_kwargs", "replay",
+    fields = ("task_id", "task_name", "reason_code", "reason", "date_created", "worker", "deliveries",
+              "retries", "queue", "exchange", "routing_key", "task_args", "task_kwargs", "replay",
               "replayed_at", "replayed_by", "as_received")
     readonly_fields = fields
     object_actions = (

@@ -10,6 +10,7 @@ dead letter instead of looping for ever.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
@@ -84,10 +85,25 @@ class TaskDelivery(models.Model):
 #: How much of an unreadable message a DeadLetter keeps.
 KEPT_MESSAGE_SIZE = 100_000
 
+#: Why a message was dead-lettered, for a program (or a filter) to read; ``reason`` says it
+#: to a person.
+REASON_CODES = [
+    ("decode_error", _("the body or a header could not be decoded")),
+    ("content_disallowed", _("its content type is not in accept_content")),
+    ("not_registered", _("no task of its name is registered")),
+    ("invalid_envelope", _("not a Celery protocol v2 task message")),
+    ("invalid_eta", _("an eta or expires that is not a time before year 10000")),
+    ("too_large", _("over task_max_message_size")),
+    ("too_many_deliveries", _("delivered task_max_deliveries times")),
+    ("not_sendable", _("a parked message that could not be sent back")),
+    ("unexpected", _("it could not be read, for a reason of no other code")),
+]
+
 
 class DeadLetterQuerySet(models.QuerySet["DeadLetter"]):
-    def keep_unreadable(self, message: str | bytes, reason: str, *, task_id: str = "",
-                        task_name: str = "", queue: str = "", worker: str = "") -> DeadLetter:
+    def keep_unreadable(self, message: str | bytes, reason: str, *, reason_code: str,
+                        task_id: str = "", task_name: str = "", queue: str = "",
+                        worker: str = "", keep_at_most: int | None = None) -> DeadLetter:
         """Keep a message that could not be read or sent on, as received, with the reason.
 
         Without a ``task_id`` (none was usable) each call keeps a row of its own; with one,
@@ -97,11 +113,34 @@ class DeadLetterQuerySet(models.QuerySet["DeadLetter"]):
             message = message.decode("utf-8", "backslashreplace")
         # PostgreSQL's text holds no NUL; the rest is kept as received.
         values = {"task_name": task_name[:255], "queue": queue[:255], "deliveries": 1,
-                  "reason": reason, "worker": worker[:255], "date_created": timezone.now(),
+                  "reason": reason, "reason_code": reason_code, "worker": worker[:255],
+                  "date_created": timezone.now(),
                   "message": message[:KEPT_MESSAGE_SIZE].replace("\x00", "\\x00")}
+        return self.keep(task_id, values, keep_at_most)
+
+    def keep(self, task_id: str, values: dict[str, Any], keep_at_most: int | None) -> DeadLetter:
+        """Create the dead letter of ``task_id`` from ``values``, or replace the one it has.
+
+        Without a task id each call keeps a row of its own. Then the table is trimmed to
+        its ``keep_at_most`` newest rows (dead_letter_max_count).
+        """
         if not task_id:
-            return self.create(task_id="", **values)
-        return self.update_or_create(task_id=task_id, defaults=values)[0]
+            row = self.create(task_id="", **values)
+        else:
+            row = self.update_or_create(task_id=task_id, defaults={
+                **values, "replayed_at": None, "replayed_by": ""})[0]
+        self.trim(row.pk, keep_at_most)
+        return row
+
+    def trim(self, newest_pk: int, keep: int | None) -> int:
+        """Delete the rows older than the ``keep`` newest, counted back from ``newest_pk``.
+
+        Primary keys only grow, so this is one indexed DELETE, however full the table is:
+        a flood of bad messages cannot fill the database with their copies.
+        """
+        if keep is None:
+            return 0
+        return self.filter(pk__lte=newest_pk - keep).delete()[0]
 
     def claim_replay(self, pk: int, by: str, now: datetime) -> bool:
         """Mark the dead letter ``pk`` replayed by ``by`` at ``now``; False if it already was.
@@ -134,6 +173,8 @@ class DeadLetter(models.Model):
     retries = models.PositiveIntegerField(_("retries"), default=0)
     deliveries = models.PositiveIntegerField(_("deliveries"))
     reason = models.TextField(_("reason"))
+    reason_code = models.CharField(_("reason code"), max_length=32, choices=REASON_CODES,
+                                   blank=True, db_index=True)
     worker = models.CharField(_("worker"), max_length=255, blank=True)
     message = models.TextField(_("message as received"), blank=True)
     date_created = models.DateTimeField(_("dead-lettered"), default=timezone.now, db_index=True)

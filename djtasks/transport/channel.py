@@ -218,7 +218,10 @@ class Channel(DurableBindings, virtual.Channel):
         reason = f"queue row {row[ID]} is not a message: {type(exc).__name__}: {exc}"
         logger.error("django:// queue %s: %s; dead-lettered", loggable(queue), loggable(reason, 1000))
         with transaction.atomic(using=self.alias):
-            DeadLetter.objects.using(self.alias).keep_unreadable(row[PAYLOAD], reason, queue=queue)
+            # The transport knows no app, so no dead_letter_max_count: the next worker's
+            # dead letter trims the table, and backend_cleanup deletes the old ones.
+            DeadLetter.objects.using(self.alias).keep_unreadable(
+                row[PAYLOAD], reason, reason_code="decode_error", queue=queue)
             self._finish(row[ID], requeue=False)
 
     def _to_message(self, row: Row) -> dict:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import kombu
-from django.db import DatabaseError, router
+from django.db import DatabaseError
 from kombu.exceptions import ContentDisallowed as KombuContentDisallowed
 from kombu.exceptions import DecodeError
 
@@ -27,7 +27,6 @@ from djtasks.application import App
 from djtasks.backends.base import exception_to_dict
 from djtasks.conf import censor_url
 from djtasks.exceptions import DjtasksError, NotRegistered, OperationalError, ProtocolError
-from djtasks.models import DeadLetter
 from djtasks.task import Request
 from djtasks.utils.log import loggable
 from djtasks.utils.rates import Bucket
@@ -38,6 +37,7 @@ from djtasks.worker.events import EventSender, TaskEvents
 from djtasks.worker.heartbeat import WorkerStats
 from djtasks.worker.pools.base import Outcome, Pool, PoolFull
 from djtasks.worker.rate_limits import RateLimits
+from djtasks.worker.rejected import keep_rejected
 from djtasks.worker.revocations import Revocations
 from djtasks.worker.settlement import Fate, late_fate, settle_message
 from djtasks.worker.workflow import Workflow
@@ -313,6 +313,7 @@ class Consumer:
     def request_for(self, message: kombu.Message) -> Request:
         """Decode and parse ``message`` into the Request that runs it; raise if it cannot run."""
         protocol.check_content_type(message.content_type, self.accept)
+        protocol.check_size(message.body, self.app.settings.task_max_message_size)
         body = message.decode()
         task_message = protocol.from_wire(message.headers, message.properties, body,
                                           message.delivery_info)
@@ -326,11 +327,12 @@ class Consumer:
         )
 
     def reject_bad_message(self, message: kombu.Message, exc: Exception) -> None:
-        """Log and reject a message that cannot run; fail its result so no caller waits.
+        """Log and reject a message that cannot run; keep it; fail its result so no caller waits.
 
-        Its FAILURE never replaces a ready result: a broken message carrying the id of a
-        finished task leaves that task's outcome alone. A message without a usable id (none,
-        or one too long to store a result under) is kept as a DeadLetter instead.
+        It is kept as a DeadLetter (``worker/rejected.py``). Its FAILURE never replaces a
+        ready result: a broken message carrying the id of a finished task leaves that
+        task's outcome alone. A message without a usable id (none, or one too long to store
+        a result under) has no result to fail.
         """
         task_id = protocol.task_id_of(message.headers, message.properties)
         logger.error("Rejecting message %s: %s", _id_for_log(task_id), loggable(exc, 1000))
@@ -342,15 +344,12 @@ class Consumer:
         else:
             signals.task_rejected.send_robust(sender=self, message=message, exc=exc)
         try:
+            keep_rejected(message, exc, task_id=task_id, queues=self.eta.queues, worker=self.hostname,
+                          keep_at_most=self.app.settings.dead_letter_max_count)
             if task_id:
                 self.app.backend.fail_unless_ready(task_id, exception_to_dict(exc))
-            else:
-                DeadLetter.objects.using(router.db_for_write(DeadLetter)).keep_unreadable(
-                    _as_received(message), f"rejected: {exc}", worker=self.hostname,
-                    queue=str((message.delivery_info or {}).get("routing_key") or ""))
         except Exception:
-            logger.exception("Could not store the failure of rejected message %s",
-                             _id_for_log(task_id))
+            logger.exception("Could not keep or fail rejected message %s", _id_for_log(task_id))
 
     # -- running -----------------------------------------------------------------------
     def dispatch(self) -> None:
@@ -498,12 +497,6 @@ def _log_connection_retry(exc: BaseException, interval: float) -> None:
 
 def _id_for_log(task_id: str | None) -> str:
     return loggable(task_id) if task_id else "(no task id)"
-
-
-def _as_received(message: kombu.Message) -> str:
-    # What a dead letter keeps of a message that could not be read.
-    return (f"headers: {message.headers!r}\nproperties: {message.properties!r}\n"
-            f"content type: {message.content_type!r}\nbody: {message.body!r}")
 
 
 def _plain_delivery_info(info: Any) -> dict:

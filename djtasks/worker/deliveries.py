@@ -80,15 +80,15 @@ class DeliveryLimit:
         # Kept as received, so the console can replay it unchanged; a dead letter replayed
         # before and dead-lettered again may be replayed again.
         kept = as_received(message, source_queue(message.delivery_info, self.queues()), task.priority)
-        DeadLetter.objects.using(self.db).update_or_create(task_id=task.id, defaults={
+        DeadLetter.objects.using(self.db).keep(task.id, {
             # "queue" is where a replay goes, as for a parked message: "" means through
             # the exchange and routing key it was published with.
             **kept, "task_name": task.task,
             "task_args": task.argsrepr or "", "task_kwargs": task.kwargsrepr or "",
             "retries": task.retries, "deliveries": count, "reason": reason,
-            "worker": self.hostname, "date_created": timezone.now(),
-            "replayed_at": None, "replayed_by": "",
-        })
+            "reason_code": "too_many_deliveries", "worker": self.hostname,
+            "date_created": timezone.now(),
+        }, self.app.settings.dead_letter_max_count)
         self.app.backend.store(task.id, states.FAILURE, exception_to_dict(error))
         try:
             self.workflow.on_failure(task, request, error, "")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import close_old_connections, connections
+from kombu.exceptions import EncodeError
 
 from djtasks import signals, states
 from djtasks.application import App
@@ -171,7 +172,8 @@ class ResultRecorder(Recorder):
         except (TypeError, ValueError, RecursionError) as exc:
             # Not JSON serializable (or nested too deeply to encode): the task ran, but its
             # caller must learn why there is no result instead of waiting for one forever.
-            error = TypeError(f"{self.task.name} returned a value that cannot be stored as JSON: {exc}")
+            # kombu's EncodeError, as Celery stores for a result its backend cannot encode.
+            error = EncodeError(f"{self.task.name} returned a value that cannot be stored as JSON: {exc}")
             self.app.backend.store(task_id, states.FAILURE, exception_to_dict(error),
                                    traceback="", info=info)
             return error

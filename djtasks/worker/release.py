@@ -170,8 +170,9 @@ class EtaRelease:
                      loggable(row.task_id), loggable(reason, 1000))
         DeadLetter.objects.using(self.db).keep_unreadable(
             f"headers: {row.headers!r}\nproperties: {row.properties!r}\nbody: {bytes(row.body)!r}",
-            reason, task_id=row.task_id, task_name=row.task_name, queue=row.queue,
-            worker=self.hostname)
+            reason, reason_code="not_sendable", task_id=row.task_id, task_name=row.task_name,
+            queue=row.queue, worker=self.hostname,
+            keep_at_most=self.app.settings.dead_letter_max_count)
         try:
             self.app.backend.fail_unless_ready(row.task_id, exception_to_dict(DjtasksError(reason)))
         except Exception:

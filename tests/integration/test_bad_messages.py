@@ -13,6 +13,7 @@ from datetime import timedelta
 import kombu
 import pytest
 from django.utils import timezone
+from kombu.exceptions import EncodeError
 
 import djtasks
 from djtasks import protocol, states
@@ -227,10 +228,10 @@ def test_a_bad_message_with_a_finished_tasks_id_leaves_its_result(worker, app_se
 
 def test_a_return_value_that_cannot_be_stored_is_logged_as_the_failure_stored(worker, app_settings):
     result = tasks.unserializable.delay()
-    with pytest.raises(TypeError, match="returned a value that cannot be stored as JSON"):
+    with pytest.raises(EncodeError, match="returned a value that cannot be stored as JSON"):
         result.get(timeout=20)
     worker.wait_for_line(rf"Task tests\.testapp\.tasks\.unserializable\[{result.id}\] returned in "
-                         r".*, but its value could not be stored; FAILURE stored: TypeError")
+                         r".*, but its value could not be stored; FAILURE stored: EncodeError")
     assert not [line for line in worker.lines if result.id in line and "succeeded" in line]
     assert_worker_serves(worker)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from kombu.exceptions import EncodeError
 
 import djtasks
 from djtasks import states
@@ -59,7 +60,7 @@ def test_get_inside_a_task_is_refused(worker, app_settings):
 
 
 def test_a_value_that_is_not_json_fails_clearly(worker, app_settings):
-    with pytest.raises(TypeError, match="cannot be stored as JSON"):
+    with pytest.raises(EncodeError, match="cannot be stored as JSON"):
         tasks.unserializable.delay().get(timeout=20)
 
 

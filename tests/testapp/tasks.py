@@ -108,6 +108,11 @@ def numbers(count):
 
 
 @task
+def fail_unserializable():
+    raise ValueError(object())  # an argument JSON cannot hold
+
+
+@task
 def fail_at_length(length):
     raise CustomError("z" * length)
 

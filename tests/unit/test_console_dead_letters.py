@@ -54,7 +54,7 @@ def dead(tmp_path) -> DeadLetter:
 def unreadable() -> DeadLetter:
     return DeadLetter.objects.keep_unreadable(
         "body: '<script>alert(2)</script>' not JSON", "rejected: <script>alert(3)</script>",
-        queue="unit", worker="w1")
+        reason_code="decode_error", queue="unit", worker="w1")
 
 
 def staff(*codenames: str, csrf: bool = False) -> Client:
