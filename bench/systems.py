@@ -77,6 +77,11 @@ SYSTEMS = {
         "djtasks-children-lazy", "djtasks, children consuming, result_synchronous_commit off",
         "djtasks", flags=("--consume-in-children",),
         settings=(("DJTASKS_RESULT_SYNCHRONOUS_COMMIT", "false"),)),
+    # Task publishes without RabbitMQ's publisher confirms (on by default since 2026-12-07):
+    # what confirms cost on the enqueue rows.
+    "djtasks-unconfirmed": System(
+        "djtasks-unconfirmed", "djtasks, publisher confirms off", "djtasks",
+        settings=(("DJTASKS_BROKER_TRANSPORT_OPTIONS", '{"confirm_publish": false}'),)),
     "celery": System("celery", f"Celery {version('celery')}", "celery"),
     # What a Django user of Celery has: results in the bench's PostgreSQL database. Its
     # AsyncResult.get() polls the database every 0.5 s (Celery's default interval).
