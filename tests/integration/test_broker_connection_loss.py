@@ -15,7 +15,7 @@ import pytest
 import redis
 from django.db import connections
 
-from tests.integration.conftest import AMQP_VHOST, DATABASES, REDIS_DB, only_brokers
+from tests.integration.conftest import AMQP_VHOST, DATABASES, REDIS_DB, only_brokers, wait_until
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.integration,
@@ -52,3 +52,44 @@ def test_worker_reconnects_after_the_broker_cut_its_connection(worker, app_setti
     results = [tasks.add.delay(i, i) for i in range(10)]
     assert [r.get(timeout=60) for r in results] == [2 * i for i in range(10)]
     assert worker.process.poll() is None, "the worker must survive the cut"
+
+
+DRAIN = 5000
+CUTS = 2
+
+
+def test_cuts_in_the_middle_of_an_acks_late_drain_lose_nothing(worker, app_settings, broker,
+                                                               tmp_path):
+    """5,000 acks_late tasks, the broker link cut twice while they drain: every one runs.
+
+    A task whose run was under way, or done but not yet acknowledged, when its connection
+    went is delivered again (at least once): duplicates are bounded by the worker's
+    prefetch window at each cut, and counted.
+    """
+    if broker.name == "redis":
+        # Measured 2026-12-07: a task of the drain did not come back within 180 s. kombu's
+        # Redis transport keeps a killed connection's unacknowledged messages until the
+        # visibility timeout (an hour), and loses one taken by BRPOP but not yet booked.
+        # Issue 13, item 1 (an atomic BLMOVE into a per-worker list) is what fixes it.
+        pytest.skip("Redis: unacknowledged messages of a cut connection wait for the "
+                    "visibility timeout (issue 13, item 1)")
+    path = tmp_path / "ran.txt"
+    results = [tasks.record_late.delay(str(path), i) for i in range(DRAIN)]
+
+    def done() -> int:
+        return sum(1 for line in path.read_text().splitlines() if line.startswith("done ")) \
+            if path.exists() else 0
+
+    for cut in range(1, CUTS + 1):
+        wait_until(lambda cut=cut: done() >= DRAIN * cut // (CUTS + 1), timeout=120,
+                   message=f"{cut}/{CUTS + 1} of the drain")
+        cut_connections(broker)
+    assert [r.get(timeout=180) for r in results] == list(range(DRAIN))
+    ran = [int(line.split()[1]) for line in path.read_text().splitlines() if line.startswith("done ")]
+    lost = set(range(DRAIN)) - set(ran)
+    duplicates = len(ran) - len(set(ran))
+    print(f"{broker.name}: {DRAIN} sent, {len(lost)} lost, {duplicates} duplicates, {CUTS} cuts")
+    assert not lost
+    window = 2 * 4 * 2  # concurrency 2, prefetch multiplier 4, per process and cut, with margin
+    assert duplicates <= CUTS * window
+    assert worker.process.poll() is None, "the worker must survive the cuts"
