@@ -139,6 +139,7 @@ class App:
                   kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult:
         """Publish a call of the task called ``name``; it need not be registered here."""
         task: Task | None = options.pop("_task", None)
+        on_commit = bool(options.pop("_on_commit", False))
         if task is not None:
             task = self.registered(task)
         check_call_options(options)
@@ -181,12 +182,15 @@ class App:
         )
         if parent is not None and options.get("add_to_parent", True):
             parent.children.append(task_id)
-        self.publisher.publish(
-            message, route,
-            serializer=options.get("serializer") or (task.serializer if task is not None else None),
-            retry=options.get("retry"),
-            retry_policy=options.get("retry_policy"),
-        )
+        outgoing = self.publisher.prepare(
+            message, route, retry_policy=options.get("retry_policy"),
+            serializer=options.get("serializer") or (task.serializer if task is not None else None))
+        if self.publisher.follows_transaction(on_commit):
+            self.publisher.send_on_commit(outgoing, retry=options.get("retry"),
+                                          retry_policy=options.get("retry_policy"))
+        else:
+            self.publisher.send(outgoing, retry=options.get("retry"),
+                                retry_policy=options.get("retry_policy"))
         return self.AsyncResult(message.id, task_name=name)
 
     def route(self, name: str, args: Sequence[Any], kwargs: Mapping[str, Any],

@@ -102,6 +102,10 @@ _OPTIONS = (
            "it does not (synchronous_commit off for that write only), several times faster "
            "where fsync is slow, and a crash of PostgreSQL itself may lose the results of "
            "its last moments (never those of chord joins, groups or anything else)", "bool"),
+    Option("task_outbox", bool, False,
+           "RabbitMQ, Redis: every publish made inside transaction.atomic() is written to the "
+           "outbox table in that transaction and sent after its commit (no task if it rolls "
+           "back), as delay_on_commit() always does; django:// is transactional anyway", "bool"),
     Option("task_max_message_size", int, 1048576,
            "bytes a task message's body may take: a bigger one is refused by apply_async "
            "before it is sent, and by a worker before it decodes it (dead-lettered, "

@@ -16,14 +16,18 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import kombu
 from amqp.exceptions import MessageNacked
+from django.db import transaction
 from kombu.pools import ProducerPool
 from kombu.serialization import dumps as encode_body
 
 from djtasks import protocol, signals
+from djtasks.backends import outbox
 from djtasks.conf import Settings, censor_url
 from djtasks.exceptions import ImproperlyConfigured, MessageTooLarge, OperationalError
 from djtasks.routing import Route
@@ -31,7 +35,34 @@ from djtasks.utils import events
 
 logger = logging.getLogger("djtasks.publish")
 
+#: Seconds after which an outbox row still there is sent by a worker: its own process had
+#: that long to send it after the commit.
+RELAY_AFTER = 5.0
+
 RETRY_POLICY_KEYS = frozenset({"max_retries", "interval_start", "interval_step", "interval_max"})
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One task message encoded for the wire, and where it goes.
+
+    ``Publisher.send`` publishes it; the outbox keeps it in a row until it is sent, and
+    makes it again from the row (then without ``wire_body`` and ``sent_event``, which
+    only the process that prepared it has).
+    """
+
+    task: str
+    task_id: str
+    body: bytes | str  # str from kombu's text serializers, in content_encoding
+    content_type: str
+    content_encoding: str
+    headers: Mapping[str, Any]
+    properties: Mapping[str, Any]  # priority, correlation_id, reply_to, ...
+    exchange: str
+    routing_key: str
+    queue: kombu.Queue  # declared before the publish, as for a direct one
+    wire_body: Any = None  # [args, kwargs, embed], for after_task_publish
+    sent_event: Mapping[str, Any] | None = None  # task-sent's fields, with task_send_sent_event
 
 
 class Publisher:
@@ -65,16 +96,24 @@ class Publisher:
     def publish(self, message: protocol.TaskMessage, route: Route, *, serializer: str | None = None,
                 retry: bool | None = None, retry_policy: Mapping[str, Any] | None = None) -> None:
         """Send ``message`` along ``route``; raise OperationalError if the broker stays away."""
+        self.send(self.prepare(message, route, serializer=serializer, retry_policy=retry_policy),
+                  retry=retry, retry_policy=retry_policy)
+
+    def prepare(self, message: protocol.TaskMessage, route: Route, *, serializer: str | None = None,
+                retry_policy: Mapping[str, Any] | None = None) -> Outgoing:
+        """Encode ``message`` for ``route``: what ``send`` publishes, or the outbox keeps.
+
+        ``before_task_publish`` is sent here, with the body still to encode, so that a
+        handler may change it; MessageTooLarge when the encoded body is over the limit.
+        """
         wire = protocol.to_wire(message)
-        policy = self.retry_policy(retry_policy)
-        if retry is None:
-            retry = self.settings.task_publish_retry
         priority = message.priority if message.priority is not None else route.priority
         exchange = wire_exchange(route)
         properties = {**wire.properties, "priority": priority}
         signals.before_task_publish.send_robust(
             sender=message.task, body=wire.body, exchange=exchange, routing_key=route.routing_key,
-            headers=wire.headers, properties=properties, declare=[route.queue], retry_policy=policy)
+            headers=wire.headers, properties=properties, declare=[route.queue],
+            retry_policy=self.retry_policy(retry_policy))
         # Encoded here, once (kombu sends a body with a content type as it is), to refuse
         # what a worker would refuse before it is sent.
         content_type, content_encoding, body = encode_body(
@@ -83,46 +122,110 @@ class Publisher:
             protocol.check_size(body, self.settings.task_max_message_size)
         except MessageTooLarge as exc:
             raise MessageTooLarge(f"{message.task}[{message.id}] is not sent: {exc}") from None
+        sent_event = (sent_event_fields(message, route, exchange)
+                      if self.settings.task_send_sent_event else None)
+        return Outgoing(task=message.task, task_id=message.id, body=body, content_type=content_type,
+                        content_encoding=content_encoding, headers=wire.headers,
+                        properties=properties, exchange=exchange, routing_key=route.routing_key,
+                        queue=route.queue, wire_body=wire.body, sent_event=sent_event)
+
+    def send(self, outgoing: Outgoing, *, retry: bool | None = None,
+             retry_policy: Mapping[str, Any] | None = None) -> None:
+        """Publish what ``prepare`` made; raise OperationalError if the broker stays away."""
+        policy = self.retry_policy(retry_policy)
+        if retry is None:
+            retry = self.settings.task_publish_retry
+        label = f"{outgoing.task}[{outgoing.task_id}]"
         try:
             with self._pool.acquire(block=True) as producer:
                 producer.publish(
-                    body,
-                    exchange=exchange,
-                    routing_key=route.routing_key,
-                    content_type=content_type,
-                    content_encoding=content_encoding,
-                    headers=wire.headers,
-                    declare=[route.queue],
+                    outgoing.body,
+                    exchange=outgoing.exchange,
+                    routing_key=outgoing.routing_key,
+                    content_type=outgoing.content_type,
+                    content_encoding=outgoing.content_encoding,
+                    headers=outgoing.headers,
+                    declare=[outgoing.queue],
                     retry=retry,
                     retry_policy=policy,
                     delivery_mode=2,
-                    **properties,
+                    **outgoing.properties,
                 )
-                if self.settings.task_send_sent_event:
-                    self.send_sent_event(producer, message, route, exchange)
+                if outgoing.sent_event is not None:
+                    self.send_sent_event(producer, outgoing.task_id, outgoing.sent_event)
         except OperationalError:
             raise
         except (kombu.exceptions.OperationalError, MessageNacked, ConnectionError, OSError) as exc:
             if nacked(exc):
                 raise OperationalError(
-                    f"the broker {censor_url(self.broker_url)} refused {message.task}[{message.id}] "
+                    f"the broker {censor_url(self.broker_url)} refused {label} "
                     "(not confirmed: a full queue with overflow=reject-publish, say): the task is "
                     "not sent") from exc
             raise OperationalError(
-                f"cannot publish {message.task}[{message.id}] to {censor_url(self.broker_url)}: {exc}"
-            ) from exc
-        signals.after_task_publish.send_robust(sender=message.task, body=wire.body, exchange=exchange,
-                                               routing_key=route.routing_key, headers=wire.headers)
+                f"cannot publish {label} to {censor_url(self.broker_url)}: {exc}") from exc
+        signals.after_task_publish.send_robust(
+            sender=outgoing.task, body=outgoing.wire_body, exchange=outgoing.exchange,
+            routing_key=outgoing.routing_key, headers=outgoing.headers)
 
-    def send_sent_event(self, producer: kombu.Producer, message: protocol.TaskMessage,
-                        route: Route, exchange: str) -> None:
-        """Send ``task-sent`` on the producer that sent ``message``; never fail the call."""
+    # -- the outbox -------------------------------------------------------------------------
+    def follows_transaction(self, on_commit: bool) -> bool:
+        """Whether a publish now goes through the outbox, to happen only if the caller commits.
+
+        ``on_commit`` (``delay_on_commit``), or any publish with ``task_outbox``, while a
+        transaction is open on the outbox's database. Never on ``django://``: its message
+        is a row written in the caller's transaction already.
+        """
+        if self.broker_url.startswith("django://") or not (on_commit or self.settings.task_outbox):
+            return False
+        return outbox.in_transaction(outbox.outbox_alias())
+
+    def send_on_commit(self, outgoing: Outgoing, *, retry: bool | None = None,
+                       retry_policy: Mapping[str, Any] | None = None) -> None:
+        """Write ``outgoing`` to the outbox in the open transaction; send it once committed.
+
+        Rolled back, the row goes with it and nothing is sent. Committed, it is sent at
+        once and its row deleted; if that fails (the process dies, the broker is away), a
+        worker sends it within ``RELAY_AFTER`` seconds (``relay_stranded``).
+        """
+        alias = outbox.outbox_alias()
+        pk = outbox.keep(alias, outbox_fields(outgoing))
+
+        def send_committed() -> None:
+            try:
+                self.send(outgoing, retry=retry, retry_policy=retry_policy)
+            except OperationalError as exc:
+                logger.warning("outbox: %s[%s] not sent after its commit (%s); a worker sends it "
+                               "within %g s", outgoing.task, outgoing.task_id, exc, RELAY_AFTER)
+                return
+            outbox.forget(alias, pk)
+
+        transaction.on_commit(send_committed, using=alias, robust=True)
+
+    def relay_stranded(self, now: datetime, limit: int) -> int:
+        """Send the outbox rows older than ``RELAY_AFTER``, then delete them; return how many.
+
+        Their sender committed and did not send (it died, or the broker was away). One
+        relay at a time: the caller holds the release lease.
+        """
+        alias = outbox.outbox_alias()
+        rows = outbox.stranded(alias, now - timedelta(seconds=RELAY_AFTER), limit)
+        for row in rows:
+            self.send(outgoing_of_row(row), retry=False)
+            outbox.forget(alias, row.pk)
+        if rows:
+            logger.info("outbox: %d message(s) sent that their publisher left behind", len(rows))
+        return len(rows)
+
+    def any_stranded(self, now: datetime) -> bool:
+        return outbox.any_stranded(outbox.outbox_alias(), now - timedelta(seconds=RELAY_AFTER))
+
+    def send_sent_event(self, producer: kombu.Producer, task_id: str, fields: Mapping[str, Any]) -> None:
+        """Send ``task-sent`` on the producer that sent the task; never fail the call."""
         dispatcher = EventDispatcher(producer.connection, self._hostname, self._clock)
         try:
-            dispatcher.publish(dispatcher.event("task-sent", **sent_event_fields(message, route, exchange)),
-                               producer=producer)
+            dispatcher.publish(dispatcher.event("task-sent", **fields), producer=producer)
         except Exception as exc:  # fire-and-forget: the task is sent, its news may be lost
-            logger.warning("task-sent event of %s not sent: %s", message.id, exc)
+            logger.warning("task-sent event of %s not sent: %s", task_id, exc)
 
     def retry_policy(self, override: Mapping[str, Any] | None) -> dict[str, Any]:
         """Return the app's retry policy updated by ``override``, after checking its keys."""
@@ -152,6 +255,33 @@ class Publisher:
         self._pool.force_close_all()
         self._connections.force_close_all()
         self._connection.release()
+
+
+def outbox_fields(outgoing: Outgoing) -> dict[str, Any]:
+    """The columns of the outbox row that keeps ``outgoing``."""
+    queue = outgoing.queue
+    return {"task_id": outgoing.task_id, "task_name": outgoing.task, "exchange": outgoing.exchange,
+            "routing_key": outgoing.routing_key, "queue": queue.name,
+            "queue_exchange": queue.exchange.name, "queue_exchange_type": queue.exchange.type,
+            "queue_routing_key": queue.routing_key or "", "content_type": outgoing.content_type,
+            "content_encoding": outgoing.content_encoding, "body": body_bytes(outgoing),
+            "headers": dict(outgoing.headers), "properties": dict(outgoing.properties)}
+
+
+def body_bytes(outgoing: Outgoing) -> bytes:
+    """The body as bytes: kombu's text serializers (json) give a str in its content encoding."""
+    body = outgoing.body
+    return body.encode(outgoing.content_encoding or "utf-8") if isinstance(body, str) else body
+
+
+def outgoing_of_row(row: Any) -> Outgoing:
+    """The Outgoing an outbox row keeps, its queue declared as it was routed."""
+    queue = kombu.Queue(row.queue, kombu.Exchange(row.queue_exchange, type=row.queue_exchange_type),
+                        routing_key=row.queue_routing_key)
+    return Outgoing(task=row.task_name, task_id=row.task_id, body=bytes(row.body),
+                    content_type=row.content_type, content_encoding=row.content_encoding,
+                    headers=dict(row.headers), properties=dict(row.properties),
+                    exchange=row.exchange, routing_key=row.routing_key, queue=queue)
 
 
 def nacked(error: BaseException) -> bool:

@@ -3,6 +3,7 @@
 from djtasks.models.canvas import ChordCounter, ChordPart, GroupResult, RevokedTask
 from djtasks.models.console import Dashboard, Queue
 from djtasks.models.execution import DeadLetter, ParkedMessage, TaskDelivery
+from djtasks.models.outbox import OutboxMessage
 from djtasks.models.results import TaskResult
 from djtasks.models.routing import RoutingRule
 from djtasks.models.schedules import (
@@ -25,6 +26,7 @@ __all__ = [
     "DeadLetter",
     "GroupResult",
     "IntervalSchedule",
+    "OutboxMessage",
     "ParkedMessage",
     "PeriodicTask",
     "Queue",

@@ -189,9 +189,31 @@ class Task:
             # apply() checks the options, and the priority is checked here.
             if options.get("priority") is not None:
                 check_priority(options["priority"])
+            options.pop("_on_commit", None)  # eager: runs now, whatever the transaction does
             return self.apply(args, kwargs, **options)
         self.check_arguments(args, kwargs)
         return self.app.send_task(self.name, args, kwargs, _task=self, **options)
+
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> AsyncResult | EagerResult:
+        """``delay()`` that happens only if the current transaction commits (Celery 5.4's name).
+
+        Celery's returns None; this one returns the AsyncResult, its id known at once.
+        """
+        return self.apply_async_on_commit(args, kwargs)
+
+    def apply_async_on_commit(
+        self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> AsyncResult | EagerResult:
+        """``apply_async()`` that happens only if the current transaction commits.
+
+        On RabbitMQ and Redis the message is written to the outbox table in the caller's
+        transaction and sent right after the commit; a worker sends it if this process
+        dies first (at least once). Rolled back, no task. Outside a transaction, and on
+        ``django://`` (whose message is a row of the transaction already), it is sent now.
+        With ``task_always_eager`` it runs now, as ``apply_async()`` does.
+        """
+        return self.apply_async(args, kwargs, _on_commit=True, **options)
 
     def apply(
         self, args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None,

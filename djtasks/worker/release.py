@@ -1,4 +1,4 @@
-"""EtaRelease: send parked messages back to their queues when due (processes layer).
+"""EtaRelease: send parked messages back to their queues when due, and stranded outbox rows (processes layer).
 
 Every worker runs one, in a thread of its main process: a thread rather than a step of the
 consumer's loop, because that loop blocks while the solo pool runs a task and is busy
@@ -12,6 +12,10 @@ message again (at least once). On ``django://``, when the parked rows and the qu
 database, the publish joins that transaction (as any publish does): exactly once.
 A message is released ``HOLD`` before its eta, eta header unchanged: the consumer holds it
 for that last moment, and on ``django://`` it stays invisible until due.
+
+The lease holder also sends the outbox rows that their publisher committed and did not send
+(``Publisher.relay_stranded``): kept work that waits in the database for one sender, as a
+parked message does.
 """
 
 from __future__ import annotations
@@ -117,18 +121,20 @@ class EtaRelease:
         """Release what is due if this worker holds the lease; return how many were sent."""
         now = self.clock()
         # A read first: an idle fleet then writes nothing (the lease is taken only for work).
-        if not ParkedMessage.objects.using(self.db).due(now + HOLD, now).exists():
-            return 0
-        if not self.lease.acquire():
+        parked = ParkedMessage.objects.using(self.db).due(now + HOLD, now).exists()
+        stranded = self.app.publisher.any_stranded(now)
+        if not (parked or stranded) or not self.lease.acquire():
             return 0
         released = 0
-        while not self._stopped.is_set():
+        while parked and not self._stopped.is_set():
             sent = self.release_batch()
             released += sent
             if sent < BATCH:
                 break
         if released:
             logger.info("eta release: %d parked message(s) sent back to their queues", released)
+        if stranded:  # outbox rows their publisher left behind: the same lease sends them
+            released += self.app.publisher.relay_stranded(now, BATCH)
         return released
 
     def release_batch(self) -> int:
