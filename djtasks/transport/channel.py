@@ -25,6 +25,7 @@ from djtasks.transport.statements import (
     ID,
     PAYLOAD,
     PRIORITY,
+    Delivery,
     build,
     fetch_delete_params,
     fetch_params,
@@ -69,7 +70,8 @@ class Channel(DurableBindings, virtual.Channel):
         self._notify = connection.notify
         self._sql = build(connections[self.alias])
         self._buffer: dict[str, deque[Row]] = {}
-        self._leased: set[int] = set()
+        # row id -> the delivery_count of this channel's delivery of it (statements.Delivery).
+        self._leased: dict[int, int] = {}
         self._acks = PendingAcks()
         # Held across a renewal, so a requeue cannot be overwritten by a renewal that
         # read the row id before the requeue removed it.
@@ -164,7 +166,7 @@ class Channel(DurableBindings, virtual.Channel):
         connection = connections[self.alias]
         adapt = connection.ops.adapt_datetimefield_value
         now = timezone.now()
-        acked: list[int] = []
+        acked: list[Delivery] = []
         if no_ack:
             # A no-ack queue (remote control's mailbox) is asked often: its fetch leaves
             # the acks to the next lease or wait, so that they gather.
@@ -176,7 +178,8 @@ class Channel(DurableBindings, virtual.Channel):
             if self._sql.fetch_acking is not None:
                 acked = self._acks.take()
                 if acked:
-                    statement, params = self._sql.fetch_acking, [acked, *params]
+                    statement = self._sql.fetch_acking
+                    params = [[pk for pk, _ in acked], [count for _, count in acked], *params]
             else:
                 self.flush_acks()
         try:
@@ -192,7 +195,7 @@ class Channel(DurableBindings, virtual.Channel):
         rows.sort(key=_delivery_order)
         if not no_ack:
             with self._lease_lock:
-                self._leased.update(row[ID] for row in rows)
+                self._leased.update((row[ID], row[DELIVERY_COUNT]) for row in rows)
             if self._renewer is None:
                 self._renewer = Renewer(self.alias, self._renew, self.visibility_timeout / 3,
                                         flush=self.flush_acks, flush_delay=self.ack_flush_delay)
@@ -238,8 +241,10 @@ class Channel(DurableBindings, virtual.Channel):
     def _ack(self, row_id: int) -> None:
         """Stop renewing an acked row and delete it with the next flush (see flush_acks)."""
         with self._lease_lock:
-            self._leased.discard(row_id)
-        pending = self._acks.add(row_id)
+            count = self._leased.pop(row_id, None)
+        if count is None:
+            return  # acked twice, or never leased here: nothing of ours to delete
+        pending = self._acks.add((row_id, count))
         renewer = self._renewer  # a close from another thread may drop it meanwhile
         if pending >= MAX_PENDING_ACKS or renewer is None:
             self.flush_acks()
@@ -258,7 +263,7 @@ class Channel(DurableBindings, virtual.Channel):
         if not acked:
             return False
         try:
-            self._execute_with_ids(self._sql.ack, acked)
+            self._execute_with_deliveries(self._sql.ack, acked)
         except BaseException:
             self._acks.put_back(acked)
             raise
@@ -267,9 +272,11 @@ class Channel(DurableBindings, virtual.Channel):
     def _finish(self, row_id: int, requeue: bool) -> None:
         """Delete a rejected row now, or make a requeued one visible again at its old place."""
         with self._lease_lock:
-            self._leased.discard(row_id)
+            count = self._leased.pop(row_id, None)
+        if count is None:
+            return  # settled already, or not leased here
         statement = self._sql.requeue if requeue else self._sql.ack
-        self._execute_with_ids(statement, [row_id])
+        self._execute_with_deliveries(statement, [(row_id, count)])
         self._wake_consumer()
 
     def _wake_consumer(self) -> None:
@@ -280,14 +287,15 @@ class Channel(DurableBindings, virtual.Channel):
     def _restore_delivered(self, row_ids: list[int]) -> None:
         self.flush_acks()
         with self._lease_lock:
-            self._leased.difference_update(row_ids)
-        self._execute_with_ids(self._sql.requeue, row_ids)
+            deliveries = [(pk, self._leased.pop(pk)) for pk in row_ids if pk in self._leased]
+        self._execute_with_deliveries(self._sql.requeue, deliveries)
 
     def _release_buffered(self, queues: list[str]) -> None:
-        row_ids = [row[ID] for q in queues for row in self._buffer.pop(q, ())]
+        deliveries = [(row[ID], row[DELIVERY_COUNT]) for q in queues for row in self._buffer.pop(q, ())]
         with self._lease_lock:
-            self._leased.difference_update(row_ids)
-        self._execute_with_ids(self._sql.release, row_ids)
+            for pk, _ in deliveries:
+                self._leased.pop(pk, None)
+        self._execute_with_deliveries(self._sql.release, deliveries)
 
     def _release_leases(self, restore_delivered: bool) -> None:
         """Stop renewing; give back buffered rows, and delivered ones if asked to."""
@@ -297,9 +305,9 @@ class Channel(DurableBindings, virtual.Channel):
         self.flush_acks()
         self._release_buffered(list(self._buffer))
         with self._lease_lock:
-            delivered, self._leased = list(self._leased), set()
+            delivered, self._leased = list(self._leased.items()), {}
         if restore_delivered:
-            self._execute_with_ids(self._sql.requeue, delivered)
+            self._execute_with_deliveries(self._sql.requeue, delivered)
 
     def _renew(self) -> None:
         """Push the lease of every row this channel holds to now + visibility_timeout."""
@@ -319,9 +327,9 @@ class Channel(DurableBindings, virtual.Channel):
             with connection.cursor() as cursor:
                 cursor.execute(statement, [until, *params])
 
-    def _execute_with_ids(self, statement: str, row_ids: list[int]) -> None:
-        if row_ids:
-            statement, params = self._sql.with_ids(statement, row_ids)
+    def _execute_with_deliveries(self, statement: str, deliveries: list[Delivery]) -> None:
+        if deliveries:
+            statement, params = self._sql.with_deliveries(statement, deliveries)
             with connections[self.alias].cursor() as cursor:
                 cursor.execute(statement, params)
 
@@ -343,7 +351,8 @@ class Channel(DurableBindings, virtual.Channel):
         row_ids = [row[ID] for row in self._buffer.pop(queue, ())]
         if row_ids:
             with self._lease_lock:
-                self._leased.difference_update(row_ids)
+                for pk in row_ids:
+                    self._leased.pop(pk, None)
             statement, id_params = self._sql.with_ids(self._sql.purge_with_ids, row_ids)
             params.extend(id_params)
         with connection.cursor() as cursor:

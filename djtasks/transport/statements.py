@@ -25,9 +25,19 @@ PRIORITY: Final = 2
 DELIVERY_COUNT: Final = 3
 
 
+#: One delivery of a row: its id and the delivery_count its fetch returned.
+Delivery = tuple[int, int]
+
+
 @dataclass(frozen=True)
 class Statements:
-    """SQL text for one database vendor; ``{ids}`` is filled in by ``with_ids``."""
+    """SQL text for one database vendor; ``{ids}`` is filled in by ``with_ids``.
+
+    ``{deliveries}`` (``with_deliveries``) names rows by delivery, id and delivery count:
+    a consumer that settles a row it took (ack, requeue, release) touches it only while
+    nobody took it since. A consumer frozen past its lease (SIGSTOP, a long GC pause)
+    whose row another consumer took meanwhile must not delete or requeue that delivery.
+    """
 
     vendor: str
     insert: str
@@ -50,6 +60,22 @@ class Statements:
             return sql.format(ids="= ANY(%s)"), [list(ids)]
         return sql.format(ids=f"IN ({', '.join(['%s'] * len(ids))})"), list(ids)
 
+    def with_deliveries(self, sql: str, deliveries: Collection[Delivery]) -> tuple[str, list]:
+        """Return ``sql`` with ``{ids}`` and ``{deliveries}`` filled for these (id, count) pairs.
+
+        The ids alone come first: SQLite finds rows by primary key for ``id IN (...)``,
+        and would scan the table for a row-value ``IN (VALUES ...)``.
+        """
+        ids = [pk for pk, _ in deliveries]
+        if self.vendor == "postgresql":
+            return (sql.format(ids="= ANY(%s)",
+                               deliveries="IN (SELECT * FROM unnest(%s::bigint[], %s::integer[]))"),
+                    [ids, ids, [count for _, count in deliveries]])
+        marks = ", ".join(["%s"] * len(ids))
+        pairs = ", ".join(["(%s, %s)"] * len(deliveries))
+        return (sql.format(ids=f"IN ({marks})", deliveries=f"IN (VALUES {pairs})"),
+                [*ids, *(value for delivery in deliveries for value in delivery)])
+
 
 def build(connection: BaseDatabaseWrapper) -> Statements:
     """Build the statements for ``connection``'s vendor (no query is run)."""
@@ -60,6 +86,8 @@ def build(connection: BaseDatabaseWrapper) -> Statements:
     priority, visible_at = columns["priority"], columns["visible_at"]
     count, created_at = columns["delivery_count"], columns["created_at"]
     postgres = connection.vendor == "postgresql"
+    # Rows named by delivery (with_deliveries): this id, still at this delivery count.
+    delivered = f"{pk} {{ids}} AND ({pk}, {count}) {{deliveries}}"
 
     insert = (
         f"INSERT INTO {table} ({queue}, {payload}, {priority}, {visible_at}, {count}, {created_at})"
@@ -85,7 +113,8 @@ def build(connection: BaseDatabaseWrapper) -> Statements:
         fetch = f"WITH {lease}"
         # The acks gathered since the last fetch ride along: no round trip of their own.
         # The rows differ (an acked row is leased, so not picked), and both commit together.
-        fetch_acking = f"WITH acked AS (DELETE FROM {table} WHERE {pk} = ANY(%s)), {lease}"
+        fetch_acking = (f"WITH acked AS (DELETE FROM {table} WHERE ({pk}, {count}) IN "
+                        f"(SELECT * FROM unnest(%s::bigint[], %s::integer[]))), {lease}")
         fetch_delete = (
             f"WITH picked AS MATERIALIZED ({pick}) DELETE FROM {table}"
             f" WHERE {pk} IN (SELECT {pk} FROM picked) {returning_deleted}"
@@ -105,13 +134,13 @@ def build(connection: BaseDatabaseWrapper) -> Statements:
         fetch=fetch,
         fetch_acking=fetch_acking,
         fetch_delete=fetch_delete,
-        ack=f"DELETE FROM {table} WHERE {pk} {{ids}}",
+        ack=f"DELETE FROM {table} WHERE {delivered}",
         # Back to where it was published: visible at once, ahead of younger messages.
-        requeue=f"UPDATE {table} SET {visible_at} = {created_at} WHERE {pk} {{ids}}",
+        requeue=f"UPDATE {table} SET {visible_at} = {created_at} WHERE {delivered}",
         # Taken but never handed to the application: this fetch does not count.
         release=(
             f"UPDATE {table} SET {visible_at} = {created_at}, {count} = {count} - 1"
-            f" WHERE {pk} {{ids}}"
+            f" WHERE {delivered}"
         ),
         renew=f"UPDATE {table} SET {visible_at} = %s WHERE {pk} {{ids}}",
         size=f"SELECT COUNT(*) FROM {table} WHERE {queue} = %s AND {visible_at} <= %s",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -301,6 +302,37 @@ def test_an_ack_not_yet_deleted_when_its_consumer_dies_is_delivered_again(broker
     assert message.delivery_info["redelivered"] is True
 
 
+@pytest.mark.parametrize("how", ["ack", "requeue", "reject"])
+def test_a_consumer_frozen_past_its_lease_does_not_settle_the_next_delivery(broker, alias, how):
+    # A stalled worker (SIGSTOP, a long pause) wakes up after its row was delivered to
+    # another consumer: its ack, requeue or reject must leave that delivery alone.
+    conn = broker(polling_interval=0.05, visibility_timeout=30)
+    publish(conn, {"job": 3})
+    with subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.test_django_transport", "take-then-settle",
+             alias, how], cwd=ROOT, env={**os.environ, "DJTASKS_TESTS_ON_TEST_DBS": "1"},
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as frozen:
+        try:
+            assert json.loads(frozen.stdout.readline()) == {"job": 3}
+            frozen.send_signal(signal.SIGSTOP)  # no renewal from now on: its 1 s lease runs out
+            [(body, message)] = drain(conn, 1, ack=False)  # taken again, by this consumer
+            assert (body, message.delivery_info["redelivered"]) == ({"job": 3}, True)
+            frozen.send_signal(signal.SIGCONT)
+            frozen.stdin.write("go\n")
+            frozen.stdin.flush()
+            assert frozen.stdout.readline().strip() == "settled"
+            assert frozen.wait(timeout=30) == 0
+        finally:
+            if frozen.poll() is None:
+                frozen.send_signal(signal.SIGCONT)
+                frozen.kill()
+    [row] = messages(alias).all()
+    assert row.visible_at > timezone.now(), "the row is still leased to its new consumer"
+    message.ack()
+    conn.default_channel.flush_acks()
+    wait_for_rows(alias, 0)
+
+
 @pytest.mark.parametrize("keeps_draining", [True, False], ids=["draining", "busy"])
 def test_no_redelivery_while_the_consumer_renews_its_lease(broker, alias, keeps_draining):
     holder = broker(visibility_timeout=1)
@@ -519,7 +551,28 @@ def consume(alias: str) -> None:
     print(json.dumps(received), flush=True)
 
 
+def take_then_settle(alias: str, how: str) -> None:
+    """Take one message with a 1 s lease, say so, wait for a line on stdin, then settle it.
+
+    The test freezes this process (SIGSTOP) past its lease in between, as a stalled worker
+    is; ``how`` is ack, requeue or reject.
+    """
+    conn = Connection(f"django://{alias}", transport_options={"visibility_timeout": 1})
+    got = []
+    with Consumer(conn, [make_queue()], callbacks=[lambda b, m: got.append((b, m))],
+                  prefetch_count=1):
+        conn.drain_events(timeout=30)
+        print(json.dumps(got[0][0]), flush=True)
+        sys.stdin.readline()
+        message = got[0][1]
+        {"ack": message.ack, "requeue": lambda: message.reject(requeue=True),
+         "reject": message.reject}[how]()
+        conn.default_channel.flush_acks()
+        print("settled", flush=True)
+    conn.close()
+
+
 if __name__ == "__main__":
     django.setup()
-    {"take-and-die": take_and_die, "ack-and-die": ack_and_die,
-     "consume": consume}[sys.argv[1]](*sys.argv[2:])
+    {"take-and-die": take_and_die, "ack-and-die": ack_and_die, "consume": consume,
+     "take-then-settle": take_then_settle}[sys.argv[1]](*sys.argv[2:])
