@@ -481,14 +481,19 @@ class Consumer:
         else:  # a feature recorded how it ended (revoke(terminate=True))
             fate = Fate.ACK
         self.acks.taken(request, message)  # terminated while it waited: acknowledged now
-        if request.acks_late and message is not None:
-            if request.message.id in self._stale:
-                self._stale.discard(request.message.id)
-                logger.warning("Task %s: not acknowledged, its channel is gone; the broker "
-                               "delivers it again", request.label)
-            else:
-                settle_message(message, fate)
-        self._drop_active(request)
+        try:
+            if request.acks_late and message is not None:
+                if request.message.id in self._stale:
+                    self._stale.discard(request.message.id)
+                    logger.warning("Task %s: not acknowledged, its channel is gone; the broker "
+                                   "delivers it again", request.label)
+                else:
+                    settle_message(message, fate)
+        finally:
+            # Also when the settle fails: a connection that broke under it takes the
+            # message back to the broker, and a request left active would hold a warm
+            # shutdown for ever, waiting for a task that has ended.
+            self._drop_active(request)
 
 
 def _log_connection_retry(exc: BaseException, interval: float) -> None:
