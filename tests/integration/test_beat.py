@@ -6,7 +6,9 @@ database as the messages) and over RabbitMQ (schedule and results on PostgreSQL)
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 from datetime import datetime
 from itertools import pairwise
@@ -83,6 +85,31 @@ def test_killed_leader_is_replaced_within_the_lease(process_factory, broker, que
     second.stop()
     gaps = [b - a for a, b in pairwise(send_times(first, second))]
     assert max(gaps) <= LEASE + MAX_INTERVAL + 1, f"a gap longer than the lease: {gaps}"
+    each_run_sent_once(stamps, first, second)
+
+
+def test_a_frozen_leader_resumed_after_its_lease_sends_no_run_twice(process_factory, broker,
+                                                                    queue_name, beat_env, stamps):
+    add_entry(broker, queue_name, stamps)
+    process_factory("runworker", "-c", "2", ready=r" ready\.$")
+    first = process_factory("runbeat", env=beat_env, ready=LEADER)
+    second = process_factory("runbeat", env=beat_env, ready=BEAT_READY)
+    wait_until(lambda: len(runs(stamps)) >= 3, timeout=20, message="three runs")
+    os.killpg(first.process.pid, signal.SIGSTOP)  # frozen: no renewal, no send, no exit
+    try:
+        second.wait_for_line(LEADER, timeout=LEASE + 10)
+        taken_over = time.time()
+        wait_until(lambda: len([t for t in runs(stamps) if t > taken_over]) >= 2, timeout=20,
+                   message="runs sent by the new leader")
+    finally:
+        os.killpg(first.process.pid, signal.SIGCONT)
+    resumed = time.time()
+    # The resumed beat still thinks it leads, with runs due from before it froze: each of
+    # them is claimed (compare-and-set) by the beat that sends it, so neither sends it twice.
+    wait_until(lambda: len([t for t in runs(stamps) if t > resumed]) >= 3, timeout=20,
+               message="runs after the old leader woke up")
+    for beat in (first, second):
+        assert beat.stop() == 0
     each_run_sent_once(stamps, first, second)
 
 
