@@ -54,13 +54,13 @@ def test_worker_reconnects_after_the_broker_cut_its_connection(worker, app_setti
     assert worker.process.poll() is None, "the worker must survive the cut"
 
 
-DRAIN = 5000
+DRAIN = 2000
 CUTS = 2
 
 
 def test_cuts_in_the_middle_of_an_acks_late_drain_lose_nothing(worker, app_settings, broker,
                                                                tmp_path):
-    """5,000 acks_late tasks, the broker link cut twice while they drain: every one runs.
+    """2,000 acks_late tasks, the broker link cut twice while they drain: every one runs.
 
     A task whose run was under way, or done but not yet acknowledged, when its connection
     went is delivered again (at least once): duplicates are bounded by the worker's

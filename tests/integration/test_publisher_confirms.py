@@ -3,7 +3,8 @@
 Only AMQP needs this: its ``basic.publish`` returns before the broker has decided, while
 ``django://`` inserts the row in the caller's own statement and Redis answers each push.
 The broker is made to refuse with a policy on the machine's RabbitMQ (a queue that holds
-one message and rejects the next), set and cleared by the test, for its own queue only.
+one message and rejects the next), set and cleared by the test, for its own queue only,
+in the virtual host of this test process.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 from djtasks import App, conf
 from djtasks.exceptions import OperationalError
-from tests.integration.conftest import AMQP_URL, BROKERS, require_services
+from tests.integration.conftest import AMQP_URL, AMQP_VHOST, BROKERS, require_services
 
 pytestmark = pytest.mark.integration
 
@@ -31,10 +32,10 @@ def full_queue():
     """A queue of its own on the machine's RabbitMQ that takes one message and refuses more."""
     require_services(BROKERS[2])
     name = f"it-confirms-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("set_policy", "--apply-to", "queues", name, f"^{name}",
+    rabbitmqctl("set_policy", "-p", AMQP_VHOST, "--apply-to", "queues", name, f"^{name}",
                 json.dumps({"max-length": 1, "overflow": "reject-publish"}))
     yield name
-    rabbitmqctl("clear_policy", name)
+    rabbitmqctl("clear_policy", "-p", AMQP_VHOST, name)
 
 
 def app_publishing_to(queue: str, **transport_options) -> App:
