@@ -23,7 +23,7 @@ TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) -m django makemigrations djtasks --check --dry-run
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --durations=30
 
 test-unit: $(STAMP)
 	$(PY) -m pytest tests/unit
