@@ -242,8 +242,10 @@ class Channel(DurableBindings, virtual.Channel):
         """Stop renewing an acked row and delete it with the next flush (see flush_acks)."""
         with self._lease_lock:
             count = self._leased.pop(row_id, None)
-        if count is None:
-            return  # acked twice, or never leased here: nothing of ours to delete
+        if count is None:  # not taken by this channel: a dead child's, which its parent settles
+            self._execute_with_ids(self._sql.ack_any, [row_id])
+            self._wake_consumer()
+            return
         pending = self._acks.add((row_id, count))
         renewer = self._renewer  # a close from another thread may drop it meanwhile
         if pending >= MAX_PENDING_ACKS or renewer is None:
@@ -273,10 +275,11 @@ class Channel(DurableBindings, virtual.Channel):
         """Delete a rejected row now, or make a requeued one visible again at its old place."""
         with self._lease_lock:
             count = self._leased.pop(row_id, None)
-        if count is None:
-            return  # settled already, or not leased here
-        statement = self._sql.requeue if requeue else self._sql.ack
-        self._execute_with_deliveries(statement, [(row_id, count)])
+        if count is None:  # not taken by this channel: a dead child's, which its parent settles
+            self._execute_with_ids(self._sql.requeue_any if requeue else self._sql.ack_any, [row_id])
+        else:
+            statement = self._sql.requeue if requeue else self._sql.ack
+            self._execute_with_deliveries(statement, [(row_id, count)])
         self._wake_consumer()
 
     def _wake_consumer(self) -> None:
@@ -326,6 +329,12 @@ class Channel(DurableBindings, virtual.Channel):
             statement, params = self._sql.with_ids(self._sql.renew, self._leased)
             with connection.cursor() as cursor:
                 cursor.execute(statement, [until, *params])
+
+    def _execute_with_ids(self, statement: str, row_ids: list[int]) -> None:
+        if row_ids:
+            statement, params = self._sql.with_ids(statement, row_ids)
+            with connections[self.alias].cursor() as cursor:
+                cursor.execute(statement, params)
 
     def _execute_with_deliveries(self, statement: str, deliveries: list[Delivery]) -> None:
         if deliveries:

@@ -48,6 +48,9 @@ class Statements:
     fetch_delete: str
     ack: str
     requeue: str
+    #: By id alone: a delivery this channel did not take (a dead child's, settled by its parent).
+    ack_any: str
+    requeue_any: str
     release: str
     renew: str
     size: str
@@ -137,6 +140,8 @@ def build(connection: BaseDatabaseWrapper) -> Statements:
         ack=f"DELETE FROM {table} WHERE {delivered}",
         # Back to where it was published: visible at once, ahead of younger messages.
         requeue=f"UPDATE {table} SET {visible_at} = {created_at} WHERE {delivered}",
+        ack_any=f"DELETE FROM {table} WHERE {pk} {{ids}}",
+        requeue_any=f"UPDATE {table} SET {visible_at} = {created_at} WHERE {pk} {{ids}}",
         # Taken but never handed to the application: this fetch does not count.
         release=(
             f"UPDATE {table} SET {visible_at} = {created_at}, {count} = {count} - 1"
