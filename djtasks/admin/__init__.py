@@ -6,6 +6,7 @@ from djtasks.admin import (
                            dashboard,
                            dead_letters,
                            intervals,
+                           outbox,
                            parked,
                            periodic_tasks,
                            queues,
@@ -15,5 +16,5 @@ from djtasks.admin import (
                            workers,
 )
 
-__all__ = ["clocked", "crontabs", "dashboard", "dead_letters", "intervals", "parked",
+__all__ = ["clocked", "crontabs", "dashboard", "dead_letters", "intervals", "outbox", "parked",
            "periodic_tasks", "queues", "results", "routing_rules", "waiting", "workers"]

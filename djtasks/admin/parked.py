@@ -13,10 +13,8 @@ from django.contrib import admin
 from django.db.models import QuerySet
 
 from djtasks.admin.actions import batches
-from djtasks.admin.result_detail import preformatted, task_is_sensitive
-from djtasks.admin.waiting_work import WaitingWorkAdmin, due_in
+from djtasks.admin.waiting_work import WaitingWorkAdmin, body_as_shown, due_in
 from djtasks.models import ParkedMessage
-from djtasks.task import HIDDEN_ARGUMENTS
 
 
 @admin.register(ParkedMessage)
@@ -52,6 +50,4 @@ class ParkedMessageAdmin(WaitingWorkAdmin):
 
     @admin.display(description="body")
     def shown_body(self, row: ParkedMessage) -> str:
-        if task_is_sensitive(row.task_name):  # the body holds the arguments
-            return preformatted(HIDDEN_ARGUMENTS)
-        return preformatted(bytes(row.body).decode("utf-8", "backslashreplace"))
+        return body_as_shown(row.task_name, row.body)

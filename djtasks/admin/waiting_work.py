@@ -26,11 +26,20 @@ from djtasks.admin.actions import (
     console_permission,
 )
 from djtasks.admin.pagination import EstimatedCountPaginator
+from djtasks.admin.result_detail import preformatted, task_is_sensitive
 from djtasks.admin.revoking import revoke_in_batches
 from djtasks.conf import censor_url
 from djtasks.dashboard.depths import django_alias
+from djtasks.task import HIDDEN_ARGUMENTS
 
 REVOKE_PERMISSION = "revoke_taskresult"
+
+
+def body_as_shown(task_name: str, body: bytes | memoryview) -> str:
+    """A kept message's body as the console shows it: hidden when the task is sensitive."""
+    if task_is_sensitive(task_name):  # the body holds the arguments
+        return preformatted(HIDDEN_ARGUMENTS)
+    return preformatted(bytes(body).decode("utf-8", "backslashreplace"))
 
 
 class WaitingWorkAdmin(ConsoleActionsMixin, admin.ModelAdmin):
