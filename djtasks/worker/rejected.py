@@ -52,12 +52,12 @@ def keep_rejected(message: kombu.Message, exc: BaseException, *, task_id: str | 
     code = reason_code_of(exc)
     reason = f"rejected: {exc}"
     headers = message.headers or {}
-    name = headers.get("task") if isinstance(headers.get("task"), str) else ""
+    name = _text(headers.get("task"))
     queue = source_queue(message.delivery_info, queues)
     rows = DeadLetter.objects.using(router.db_for_write(DeadLetter))
     if task_id and code != "too_large":
         values: dict[str, Any] = {
-            **as_received(message, queue), "task_name": (name or "")[:255],
+            **as_received(message, queue), "task_name": name[:255],
             "task_args": _text(headers.get("argsrepr")), "task_kwargs": _text(headers.get("kwargsrepr")),
             "retries": headers.get("retries") if isinstance(headers.get("retries"), int) else 0,
             "deliveries": 1, "reason": reason, "reason_code": code, "worker": worker[:255],
@@ -71,7 +71,7 @@ def keep_rejected(message: kombu.Message, exc: BaseException, *, task_id: str | 
         except Exception as error:  # headers JSON cannot hold: keep it as text instead
             logger.warning("dead letter of %s kept as text: %s", task_id, error)
     return rows.keep_unreadable(as_text(message), reason, reason_code=code, task_id=task_id or "",
-                                task_name=name or "", queue=queue, worker=worker,
+                                task_name=name, queue=queue, worker=worker,
                                 keep_at_most=keep_at_most)
 
 

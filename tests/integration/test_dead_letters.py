@@ -13,7 +13,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import kombu
 import pytest
 
 import djtasks
@@ -22,6 +21,7 @@ from djtasks.canvas import chord, group, signature
 from djtasks.exceptions import MessageTooLarge
 from djtasks.models import DeadLetter
 from tests.integration.conftest import DATABASES, wait_until
+from tests.integration.test_bad_messages import publish_raw
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.integration,
@@ -30,15 +30,6 @@ pytestmark = [pytest.mark.integration,
 ADD = "tests.testapp.tasks.add"
 GOOD_BODY = json.dumps([[1, 2], {}, {"callbacks": None, "errbacks": None, "chain": None,
                                      "chord": None}])
-
-
-def publish_raw(broker, queue: str, body: bytes | str, *, content_type: str = "application/json",
-                headers: dict | None = None) -> None:
-    with kombu.Connection(broker.broker_url) as connection:
-        producer = kombu.Producer(connection.default_channel)
-        target = kombu.Queue(queue, kombu.Exchange(queue), routing_key=queue)
-        producer.publish(body, exchange=queue, routing_key=queue, content_type=content_type,
-                         content_encoding="utf-8", headers=headers or {}, declare=[target])
 
 
 def headers_of(task_id: str, name: str = ADD, **changed) -> dict:
@@ -118,7 +109,8 @@ def test_a_bad_message_is_kept_as_a_dead_letter_with_its_reason_code(worker, app
 
 def test_a_message_without_an_id_is_kept_as_text(worker, app_settings, broker, queue_name):
     marker = protocol.new_task_id()
-    publish_raw(broker, queue_name, GOOD_BODY, headers={"task": ADD, "marker": marker})
+    publish_raw(broker, queue_name, GOOD_BODY, content_type="application/json",
+                headers={"task": ADD, "marker": marker})
     dead = wait_until(lambda: DeadLetter.objects.filter(message__contains=marker).first(),
                       message="the dead letter")
     assert (dead.task_id, dead.reason_code, dead.body) == ("", "invalid_envelope", None)
